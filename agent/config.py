@@ -1,0 +1,112 @@
+"""Agent configuration: defaults, a YAML file, then environment, then flags; validated once.
+
+Every value has one name in the file (camelCase, as in Kubernetes manifests), one environment
+variable (RINGLANE_ + upper snake case) and one flag (--kebab-case). Validation happens at start,
+before anything on the node changes, and names the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What one node agent needs to run; see docs/operations.md for each field."""
+
+    node_name: str = ""
+    underlay_interface: str = ""  # empty: the interface of the default route
+    vni: int = 1
+    vxlan_port: int = 4789
+    vxlan_device: str = "rl-vxlan"
+    batch_size: int = 64
+    busy_poll: bool = False
+    hugepages: bool = True
+    frames: int = 16384
+    pod_xdp_mode: str = "skb"  # skb (generic) keeps the pod's TSO; native is faster per packet
+    cpu: int = -1
+    pin_dir: Path = Path("/sys/fs/bpf/ringlane")
+    run_dir: Path = Path("/run/ringlane")
+    log_format: str = "auto"  # auto: JSON unless stderr is a terminal
+
+    def validate(self) -> AgentConfig:
+        if not 1 <= self.vni < 2**24:
+            raise ConfigError(f"vni: {self.vni} is not in 1..16777215")
+        if not 1 <= self.vxlan_port <= 65535:
+            raise ConfigError(f"vxlanPort: {self.vxlan_port} is not a UDP port")
+        if not 1 <= self.batch_size <= 256:
+            raise ConfigError(f"batchSize: {self.batch_size} is not in 1..256")
+        if self.frames < 4096 or self.frames & (self.frames - 1):
+            raise ConfigError(f"frames: {self.frames} must be a power of two >= 4096")
+        if self.pod_xdp_mode not in ("skb", "native"):
+            raise ConfigError(f"podXdpMode: {self.pod_xdp_mode!r} is not 'skb' or 'native'")
+        if self.log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"logFormat: {self.log_format!r} is not auto, json or console")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", self.vxlan_device):
+            raise ConfigError(f"vxlanDevice: {self.vxlan_device!r} is not an interface name")
+        if self.underlay_interface and not re.fullmatch(r"[^/\s]{1,15}", self.underlay_interface):
+            raise ConfigError(f"underlayInterface: {self.underlay_interface!r} is not valid")
+        if not self.pin_dir.is_absolute() or not self.run_dir.is_absolute():
+            raise ConfigError("pinDir and runDir must be absolute paths")
+        return self
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def _coerce(field: dataclasses.Field[Any], raw: Any, source: str) -> Any:
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(raw).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind == "Path":
+            return Path(str(raw))
+        return str(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {raw!r} is not a valid {kind}") from exc
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(AgentConfig)}
+
+
+def load(
+    file_values: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> AgentConfig:
+    """Merge file < environment < flags over the defaults, then validate."""
+    values: dict[str, Any] = {}
+    by_camel = {_camel(n): f for n, f in FIELDS.items()}
+    for key, raw in (file_values or {}).items():
+        f = by_camel.get(key)
+        if f is None:
+            raise ConfigError(f"unknown configuration key {key!r} (known: {sorted(by_camel)})")
+        values[f.name] = _coerce(f, raw, key)
+    env = os.environ if env is None else env  # type: ignore[assignment]
+    for name, f in FIELDS.items():
+        var = "RINGLANE_" + name.upper()
+        if env and var in env:
+            values[name] = _coerce(f, env[var], var)
+    for name, raw in (flags or {}).items():
+        if raw is not None:
+            values[name] = _coerce(FIELDS[name], raw, "--" + name.replace("_", "-"))
+    return AgentConfig(**values).validate()

@@ -1,0 +1,325 @@
+"""One node's data path: XDP programs, pinned maps, the ring core and the kernel fallback.
+
+Order is what keeps traffic flowing: the kernel VXLAN fallback for a remote node is programmed
+before the XDP programs may redirect towards it, and an endpoint's socket is served and primed
+with frames before its veth's XDP program may redirect into it. Removal runs the other way
+round. Whatever the ring core cannot serve at a given moment is XDP_PASS, and the kernel carries
+it over the fallback: slower, never lost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+import structlog
+
+from agent.config import AgentConfig
+from agent.errors import ConfigError, RinglaneError
+from agent.netlink import ethtool, links, neigh, vxlan
+from agent.xdp import bpfobj
+from agent.xdp.bpfobj import XdpAttachment, XdpMode, XdpObject
+from agent.xdp.maps import PinnedMaps
+from agent.xdp.ringcore import CoreStats, RingCore
+
+log = structlog.get_logger(__name__)
+
+POD_PROG = "rl_from_pod"
+WIRE_PROG = "rl_from_wire"
+# Maximum endpoints a node serves: the XSKMAP's pod slots.
+MAX_ENDPOINTS = 1024
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A pod as the data path sees it: its IP and MAC, and the host side of its veth."""
+
+    name: str
+    ip: IPv4Address
+    host_ifname: str
+    mac: str = ""  # empty: resolved through the neighbour table
+
+
+@dataclass(frozen=True)
+class RemoteNode:
+    """Another node: where its pods live and how to reach it on the underlay."""
+
+    name: str
+    ip: IPv4Address
+    pod_cidr: IPv4Network
+
+
+@dataclass
+class _Served:
+    endpoint: Endpoint
+    slot: int
+    ifindex: int
+    attachment: XdpAttachment
+    gro_before: bool
+
+
+@dataclass
+class _NodeState:
+    """What must survive an agent restart to put the node back as it was (run_dir/state.json)."""
+
+    gro_before: dict[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> _NodeState:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        return cls(gro_before={str(k): bool(v) for k, v in data.get("gro_before", {}).items()})
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"gro_before": self.gro_before}))
+        os.replace(tmp, path)
+
+
+class NodeDatapath:
+    """Programs one node. Not thread-safe: the agent drives it from one thread."""
+
+    def __init__(self, config: AgentConfig, *, pod_cidr: IPv4Network) -> None:
+        self.config = config
+        self.pod_cidr = pod_cidr
+        self.underlay = links.link_by_name(
+            config.underlay_interface or links.default_route_interface()
+        )
+        addrs = links.ipv4_addresses(self.underlay.name)
+        if not addrs:
+            raise ConfigError(f"underlay interface {self.underlay.name} has no IPv4 address")
+        self.underlay_addr: IPv4Interface = addrs[0]
+        self.overlay_mtu = self.underlay.mtu - 50
+        self.vtep_mac = vxlan.vtep_mac(self.underlay_addr.ip)
+        self._state_path = config.run_dir / "state.json"
+        self._state = _NodeState.load(self._state_path)
+        self._objs: list[XdpObject] = []
+        self._pod_obj: XdpObject | None = None
+        self._wire_attach: XdpAttachment | None = None
+        self._maps: PinnedMaps | None = None
+        self._core: RingCore | None = None
+        self._vxlan_index = 0
+        self._served: dict[IPv4Address, _Served] = {}
+        self._remotes: dict[str, RemoteNode] = {}
+
+    # -- start and stop -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Fallback device, BPF objects, underlay program, ring core. Idempotent on a node
+        where a previous agent left its programs and pins (they are adopted or replaced)."""
+        cfg = self.config
+        self._vxlan_index = vxlan.ensure_device(
+            vxlan.VxlanDevice(
+                name=cfg.vxlan_device, vni=cfg.vni, port=cfg.vxlan_port,
+                local_ip=self.underlay_addr.ip, underlay_ifname=self.underlay.name,
+                mac=self.vtep_mac, mtu=self.overlay_mtu,
+                address=self.pod_cidr.network_address,
+            )
+        )
+        bpfobj.ensure_bpffs(cfg.pin_dir)
+        cfg.pin_dir.mkdir(parents=True, exist_ok=True)
+        self._pod_obj = self._load("from_pod", {"rl_cfg_overlay_mtu": self.overlay_mtu})
+        wire_obj = self._load("from_wire", {"rl_cfg_vxlan_port": cfg.vxlan_port,
+                                            "rl_cfg_vni": cfg.vni})
+        self._maps = PinnedMaps(cfg.pin_dir)
+        self._maps.check_abi()
+        bpfobj.detach_by_name(self.underlay.index, XdpMode.NATIVE, WIRE_PROG)
+        self._wire_attach = wire_obj.attach(WIRE_PROG, self.underlay.index, XdpMode.NATIVE)
+        self._core = RingCore(
+            underlay_ifname=self.underlay.name, underlay_ip=self.underlay_addr.ip,
+            underlay_mac=self.underlay.mac, vtep_mac=self.vtep_mac,
+            xsks_map_fd=wire_obj.map_fd("rl_xsks"), vni=cfg.vni, vxlan_port=cfg.vxlan_port,
+            overlay_mtu=self.overlay_mtu, n_frames=cfg.frames, batch_size=cfg.batch_size,
+            busy_poll=cfg.busy_poll, hugepages=cfg.hugepages, cpu=cfg.cpu,
+        )
+        self._core.start()
+        st = self._core.stats()
+        log.info(
+            "datapath.started", underlay=self.underlay.name, underlay_ip=str(self.underlay_addr.ip),
+            overlay_mtu=self.overlay_mtu, umem="hugepages" if st.hugepages else "4k-pages",
+            underlay_bind=st.underlay.bind_mode, dispatcher=self._wire_attach.multiprog,
+            frames=st.frames_total,
+        )
+
+    def _load(self, name: str, consts: dict[str, int]) -> XdpObject:
+        obj = XdpObject(bpfobj.object_path(name), pin_dir=self.config.pin_dir, consts=consts)
+        self._objs.append(obj)
+        return obj
+
+    def stop(self) -> None:
+        """Stop accelerating: sockets withdrawn, programs detached, GRO restored. The kernel
+        fallback and the pinned maps stay, so pods keep talking and a new agent can adopt."""
+        if self._core is not None:
+            self._core.close()  # XSKMAP entries go first: traffic falls back at once
+            self._core = None
+        for ip in list(self._served):
+            self._unserve(ip)
+        if self._wire_attach is not None:
+            self._wire_attach.detach()
+            self._wire_attach = None
+        if self._maps is not None:
+            self._maps.close()
+            self._maps = None
+        for obj in self._objs:
+            obj.close()
+        self._objs.clear()
+        log.info("datapath.stopped", fallback=self.config.vxlan_device)
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def _free_slot(self) -> int:
+        used = {s.slot for s in self._served.values()}
+        for slot in range(MAX_ENDPOINTS):
+            if slot not in used:
+                return slot
+        raise RinglaneError(f"node serves {MAX_ENDPOINTS} endpoints already")
+
+    def add_endpoint(self, ep: Endpoint) -> None:
+        """Serve a pod (idempotent for an unchanged endpoint)."""
+        if self._core is None or self._maps is None or self._pod_obj is None:
+            raise RinglaneError("data path not started")
+        current = self._served.get(ep.ip)
+        if current is not None and current.endpoint == ep:
+            return
+        if current is not None:
+            self.remove_endpoint(ep.ip)
+        host = links.link_by_name(ep.host_ifname)
+        mac = ep.mac or neigh.resolve_mac(ep.ip, ifindex=host.index)
+        slot = self._free_slot()
+        gro_before = self._state.gro_before.get(host.name, ethtool.get_gro(host.name))
+        self._state.gro_before[host.name] = gro_before
+        self._state.save(self._state_path)
+        ethtool.set_gro(host.name, True)
+        mode = XdpMode.SKB if self.config.pod_xdp_mode == "skb" else XdpMode.NATIVE
+        bpfobj.detach_by_name(host.index, mode, POD_PROG)
+        attachment = self._pod_obj.attach(POD_PROG, host.index, mode)
+        served = False
+        try:
+            self._core.add_endpoint(slot=slot, ifname=host.name, ip=ep.ip, pod_mac=mac,
+                                    host_mac=host.mac)
+            served = True
+            self._maps.set_local_ip(ep.ip, slot=slot, ifindex=host.index)
+            self._maps.set_endpoint(ifindex=host.index, slot=slot, ip=ep.ip,
+                                    mac=bytes.fromhex(mac.replace(":", "")))
+        except Exception:
+            # nothing half-added: undo in reverse order, then report the first failure
+            self._maps.delete_endpoint(host.index)
+            self._maps.delete_local_ip(ep.ip)
+            if served:
+                self._core.remove_endpoint(slot)
+            attachment.detach()
+            ethtool.set_gro(host.name, gro_before)
+            raise
+        self._served[ep.ip] = _Served(dataclasses.replace(ep, mac=mac), slot, host.index,
+                                      attachment, gro_before)
+        log.info("endpoint.added", pod=ep.name, ip=str(ep.ip), veth=host.name, slot=slot,
+                 xdp_mode=mode.name.lower(), dispatcher=attachment.multiprog)
+
+    def remove_endpoint(self, ip: IPv4Address) -> bool:
+        if ip not in self._served:
+            return False
+        self._unserve(ip)
+        return True
+
+    def _unserve(self, ip: IPv4Address) -> None:
+        s = self._served.pop(ip)
+        if self._maps is not None:
+            self._maps.delete_endpoint(s.ifindex)  # from_pod stops redirecting first
+            self._maps.delete_local_ip(ip)
+        if self._core is not None:
+            self._core.remove_endpoint(s.slot)
+        try:
+            s.attachment.detach()
+            ethtool.set_gro(s.endpoint.host_ifname, s.gro_before)
+        except (RinglaneError, OSError) as exc:
+            # the pod (and its veth) may be gone already: nothing left to undo there
+            log.info("endpoint.veth_gone", pod=s.endpoint.name, error=str(exc))
+        self._state.gro_before.pop(s.endpoint.host_ifname, None)
+        self._state.save(self._state_path)
+        log.info("endpoint.removed", pod=s.endpoint.name, ip=str(ip), slot=s.slot)
+
+    def endpoints(self) -> dict[IPv4Address, int]:
+        return {ip: s.slot for ip, s in self._served.items()}
+
+    # -- remote nodes ---------------------------------------------------------------------
+
+    def set_remote(self, node: RemoteNode) -> None:
+        """Reach `node`'s pods: kernel fallback first, then the ring core, then the XDP map."""
+        if self._core is None or self._maps is None:
+            raise RinglaneError("data path not started")
+        old = self._remotes.get(node.name)
+        if old == node:
+            return
+        if old is not None:
+            self.remove_remote(node.name)
+        remote_vtep = vxlan.vtep_mac(node.ip)
+        vxlan.add_remote(self._vxlan_index, cidr=node.pod_cidr, node_ip=node.ip,
+                         remote_vtep_mac=remote_vtep)
+        next_hop = neigh.resolve_mac(node.ip, ifindex=self.underlay.index)
+        self._core.set_remote(cidr=node.pod_cidr, node_ip=node.ip, next_hop_mac=next_hop,
+                              vtep_mac=remote_vtep)
+        self._maps.set_remote_cidr(node.pod_cidr, node.ip)
+        self._remotes[node.name] = node
+        log.info("remote.set", node=node.name, ip=str(node.ip), pod_cidr=str(node.pod_cidr),
+                 next_hop=next_hop)
+
+    def remove_remote(self, name: str) -> bool:
+        node = self._remotes.pop(name, None)
+        if node is None:
+            return False
+        if self._maps is not None:
+            self._maps.delete_remote_cidr(node.pod_cidr)
+        if self._core is not None:
+            self._core.remove_remote(node.pod_cidr)
+        vxlan.remove_remote(self._vxlan_index, cidr=node.pod_cidr, node_ip=node.ip,
+                            remote_vtep_mac=vxlan.vtep_mac(node.ip))
+        log.info("remote.removed", node=name)
+        return True
+
+    # -- telemetry ------------------------------------------------------------------------
+
+    def stats(self) -> CoreStats | None:
+        return self._core.stats() if self._core is not None else None
+
+    def xdp_stats(self) -> dict[str, int]:
+        return self._maps.xdp_stats() if self._maps is not None else {}
+
+
+def cleanup_node(config: AgentConfig) -> list[str]:
+    """Remove everything Ringlane put on this node (programs, fallback device, pins, state).
+
+    Only our own objects: programs are found by name on every interface, the device and the pin
+    directory by the configured names. Returns what was removed, for the log.
+    """
+    removed: list[str] = []
+    state = _NodeState.load(config.run_dir / "state.json")
+    with links.rtnl() as ipr:
+        all_links = [(int(m["index"]), str(m.get_attr("IFLA_IFNAME"))) for m in ipr.get_links()]
+    for index, name in all_links:
+        for mode in (XdpMode.SKB, XdpMode.NATIVE):
+            for prog in (POD_PROG, WIRE_PROG):
+                if bpfobj.detach_by_name(index, mode, prog):
+                    removed.append(f"xdp {prog} on {name}")
+        if name in state.gro_before:
+            try:
+                ethtool.set_gro(name, state.gro_before[name])
+            except OSError:
+                pass
+    if vxlan.remove_device(config.vxlan_device):
+        removed.append(f"link {config.vxlan_device}")
+    if config.pin_dir.exists():
+        for pin in config.pin_dir.iterdir():
+            pin.unlink()
+        config.pin_dir.rmdir()
+        removed.append(f"pins {config.pin_dir}")
+    state_file = config.run_dir / "state.json"
+    if state_file.exists():
+        state_file.unlink()
+    return removed

@@ -1,0 +1,113 @@
+"""`ringlane-agent`: the node agent's entry point."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+
+from agent import config as configmod
+from agent import logs, static_config
+from agent.control import ControlServer
+from agent.datapath.node import NodeDatapath, cleanup_node
+from agent.errors import RinglaneError
+
+log = structlog.get_logger("ringlane.agent")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ringlane-agent", description=__doc__)
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--config", type=Path, help="agent configuration file (YAML)")
+    p.add_argument("--static-config", type=Path,
+                   help="run without Kubernetes: nodes and endpoints from this YAML file")
+    p.add_argument("--cleanup", action="store_true",
+                   help="remove everything Ringlane put on this node, then exit")
+    for name, f in configmod.FIELDS.items():
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        p.add_argument("--" + name.replace("_", "-"), dest=name, default=None,
+                       help=f"({kind}, default {f.default})")
+    return p
+
+
+def _file_values(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise configmod.ConfigError(f"cannot read config {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise configmod.ConfigError(f"config {path}: expected a mapping")
+    return doc
+
+
+def run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.version:
+        print(f"ringlane-agent {version('ringlane')}")
+        return 0
+    flags = {n: getattr(args, n) for n in configmod.FIELDS}
+    cluster = static_config.load(args.static_config) if args.static_config else None
+    file_values = {**(cluster.agent if cluster else {}), **_file_values(args.config)}
+    if cluster is not None:
+        file_values.setdefault("nodeName", cluster.node)
+    cfg = configmod.load(file_values, flags=flags)
+    logs.configure(cfg.log_format)
+    if args.cleanup:
+        removed = cleanup_node(cfg)
+        log.info("cleanup.done", removed=removed)
+        return 0
+    if cluster is None:
+        raise configmod.ConfigError(
+            "no cluster source: pass --static-config FILE (the Kubernetes watcher is not in "
+            "this build yet)")
+    return serve_static(cfg, cluster)
+
+
+def serve_static(cfg: configmod.AgentConfig, cluster: static_config.StaticCluster) -> int:
+    dp = NodeDatapath(cfg, pod_cidr=cluster.this_node.pod_cidr)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ready = threading.Event()
+    server = ControlServer(cfg.run_dir / "agent.sock", {
+        "status": lambda _req: {"node": cfg.node_name, "ready": ready.is_set(),
+                                "endpoints": {str(k): v for k, v in dp.endpoints().items()}},
+        "stats": lambda _req: {"core": dp.stats(), "xdp": dp.xdp_stats()},
+    })
+    server.start()
+    try:
+        dp.start()
+        for node in cluster.remote_nodes:
+            dp.set_remote(node)
+        for ep in cluster.endpoints:
+            dp.add_endpoint(ep)
+        ready.set()
+        log.info("agent.ready", node=cfg.node_name, endpoints=len(cluster.endpoints),
+                 remotes=len(cluster.remote_nodes))
+        stop.wait()
+    finally:
+        server.close()
+        dp.stop()
+    return 0
+
+
+def main() -> None:
+    try:
+        sys.exit(run(sys.argv[1:]))
+    except RinglaneError as exc:
+        logs.configure("auto")
+        log.error("agent.failed", error=str(exc))
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

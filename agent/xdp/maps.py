@@ -1,0 +1,282 @@
+"""The pinned maps of the XDP programs, as the agent reads and writes them.
+
+The XDP objects pin every map by name in one directory (bpf/include/ringlane/maps.h); the agent
+opens the pins (bpf_obj_get) instead of holding the objects, so it can update endpoints and
+routes while the programs stay attached and across agent restarts. Layouts come from abi.h
+through cffi (ffi.new("struct rl_endpoint_info *")), so no field offset or constant is repeated
+here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from agent.xdp._bpfobj import ffi, lib  # type: ignore[import-not-found]
+from agent.xdp.bpfobj import BpfError
+
+_BPF_ANY = 0  # bpf_map_update_elem flags: create or replace (uapi linux/bpf.h)
+
+_MAPS = ("rl_endpoints", "rl_local_ips", "rl_remote_cidrs", "rl_xdp_stats", "rl_meta")
+
+_STAT_PREFIX = "RL_XS_"
+
+
+def _stat_names() -> dict[int, str]:
+    """enum rl_xdp_stat value -> counter name, read from the compiled module.
+
+    Derived from lib so that adding a counter in abi.h needs no Python change.
+    """
+    names: dict[int, str] = {}
+    for attr in dir(lib):
+        if attr.startswith(_STAT_PREFIX) and attr != "RL_XS_MAX":
+            names[int(getattr(lib, attr))] = attr.removeprefix(_STAT_PREFIX).lower()
+    return names
+
+
+def _be32(ip: IPv4Address) -> int:
+    """A __be32 field's value: the address bytes as they lie in memory, whatever the host order."""
+    return int.from_bytes(ip.packed, sys.byteorder)
+
+
+def _from_be32(value: int) -> IPv4Address:
+    return IPv4Address(int(value).to_bytes(4, sys.byteorder))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An rl_endpoints value: the pod behind a host veth."""
+
+    slot: int  # XSKMAP slot of the veth's AF_XDP socket
+    ip: IPv4Address
+    mac: bytes
+
+
+@dataclass(frozen=True)
+class LocalIp:
+    """An rl_local_ips value: where decapsulated traffic for a local pod goes."""
+
+    slot: int
+    ifindex: int
+
+
+class PinnedMaps:
+    """The maps pinned in `pin_dir`, opened by path. A context manager; close() closes the fds.
+
+    Every write replaces whatever is there (BPF_ANY) and every delete is idempotent, because the
+    agent reconciles: it re-applies its desired state after restarts and partial failures.
+    """
+
+    def __init__(self, pin_dir: Path) -> None:
+        self.pin_dir = Path(pin_dir)
+        self._fds: dict[str, int] = {}
+        try:
+            for name in _MAPS:
+                path = self.pin_dir / name
+                fd = lib.bpf_obj_get(str(path).encode())
+                if fd < 0:
+                    hint = (
+                        "load the XDP objects first (they create and pin the maps)"
+                        if fd == -errno.ENOENT
+                        else "is the pin directory on bpffs and are we root?"
+                    )
+                    raise BpfError(-fd, f"opening pinned map {path}: {os.strerror(-fd)}; {hint}")
+                self._fds[name] = fd
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the map fds. The maps themselves stay pinned."""
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- primitives --------------------------------------------------------------------------
+
+    def _fd(self, name: str) -> int:
+        try:
+            return self._fds[name]
+        except KeyError:
+            raise BpfError(errno.EBADF, f"pinned maps in {self.pin_dir} are closed") from None
+
+    def _update(self, name: str, key: Any, value: Any, what: str) -> None:
+        rc = lib.bpf_map_update_elem(self._fd(name), key, value, _BPF_ANY)
+        if rc < 0:
+            hint = f" ({name} is full)" if rc == -errno.E2BIG else ""
+            raise BpfError(-rc, f"updating {name} for {what}: {os.strerror(-rc)}{hint}")
+
+    def _delete(self, name: str, key: Any, what: str) -> None:
+        rc = lib.bpf_map_delete_elem(self._fd(name), key)
+        if rc < 0 and rc != -errno.ENOENT:
+            raise BpfError(-rc, f"deleting {what} from {name}: {os.strerror(-rc)}")
+
+    def _lookup(self, name: str, key: Any, value: Any) -> bool:
+        rc = lib.bpf_map_lookup_elem(self._fd(name), key, value)
+        if rc == -errno.ENOENT:
+            return False
+        if rc < 0:
+            raise BpfError(-rc, f"reading {name}: {os.strerror(-rc)}")
+        return True
+
+    def _keys(self, name: str, ctype: str) -> list[Any]:
+        """All keys of map `name` (cdata of `ctype *`), walked with get_next_key."""
+        fd = self._fd(name)
+        keys: list[Any] = []
+        prev: Any = ffi.NULL
+        while True:
+            nxt = ffi.new(f"{ctype} *")
+            rc = lib.bpf_map_get_next_key(fd, prev, nxt)
+            if rc == -errno.ENOENT:
+                return keys
+            if rc < 0:
+                raise BpfError(-rc, f"listing {name}: {os.strerror(-rc)}")
+            keys.append(nxt)
+            prev = nxt
+
+    # --- endpoints (host veth ifindex -> pod) --------------------------------------------------
+
+    def set_endpoint(self, *, ifindex: int, slot: int, ip: IPv4Address, mac: bytes) -> None:
+        """Register the pod behind host veth `ifindex`; from_pod then redirects its overlay
+        traffic to XSKMAP `slot`.
+
+        Pod slots are [0, RL_MAX_ENDPOINTS): a larger slot would hand pod traffic to an
+        underlay queue's socket, so it is refused here rather than misrouted at runtime.
+        """
+        if not 0 <= slot < lib.RL_MAX_ENDPOINTS:
+            raise ValueError(f"endpoint slot {slot} outside [0, {lib.RL_MAX_ENDPOINTS})")
+        if len(mac) != 6:
+            raise ValueError(f"MAC must be 6 bytes, got {len(mac)}")
+        key = ffi.new("__u32 *", ifindex)
+        val = ffi.new("struct rl_endpoint_info *")
+        val.slot = slot
+        val.ip = _be32(ip)
+        val.mac = list(mac)
+        val.flags = 0
+        self._update("rl_endpoints", key, val, f"ifindex {ifindex}")
+
+    def delete_endpoint(self, ifindex: int) -> None:
+        """Unregister host veth `ifindex`; absent is fine (reconciliation repeats deletes)."""
+        self._delete("rl_endpoints", ffi.new("__u32 *", ifindex), f"ifindex {ifindex}")
+
+    def endpoints(self) -> dict[int, Endpoint]:
+        """Every registered endpoint, by host veth ifindex."""
+        out: dict[int, Endpoint] = {}
+        val = ffi.new("struct rl_endpoint_info *")
+        for key in self._keys("rl_endpoints", "__u32"):
+            if self._lookup("rl_endpoints", key, val):
+                out[int(key[0])] = Endpoint(
+                    slot=int(val.slot), ip=_from_be32(val.ip), mac=bytes(val.mac)
+                )
+        return out
+
+    # --- local pod addresses (decap side) ----------------------------------------------------
+
+    def set_local_ip(self, ip: IPv4Address, *, slot: int, ifindex: int) -> None:
+        """Mark pod address `ip` as accelerated: from_wire redirects VXLAN traffic for it."""
+        key = ffi.new("__be32 *", _be32(ip))
+        val = ffi.new("struct rl_local_ip_info *")
+        val.slot = slot
+        val.ifindex = ifindex
+        self._update("rl_local_ips", key, val, str(ip))
+
+    def delete_local_ip(self, ip: IPv4Address) -> None:
+        """Stop accelerating traffic to `ip`; absent is fine."""
+        self._delete("rl_local_ips", ffi.new("__be32 *", _be32(ip)), str(ip))
+
+    def local_ips(self) -> dict[IPv4Address, LocalIp]:
+        """Every accelerated local pod address."""
+        out: dict[IPv4Address, LocalIp] = {}
+        val = ffi.new("struct rl_local_ip_info *")
+        for key in self._keys("rl_local_ips", "__be32"):
+            if self._lookup("rl_local_ips", key, val):
+                out[_from_be32(key[0])] = LocalIp(slot=int(val.slot), ifindex=int(val.ifindex))
+        return out
+
+    # --- remote podCIDRs (encap side) --------------------------------------------------------
+
+    @staticmethod
+    def _lpm_key(cidr: IPv4Network) -> Any:
+        key = ffi.new("struct rl_lpm4_key *")
+        key.prefixlen = cidr.prefixlen
+        key.addr = _be32(cidr.network_address)
+        return key
+
+    def set_remote_cidr(self, cidr: IPv4Network, node_ip: IPv4Address) -> None:
+        """Route podCIDR `cidr` through the overlay to node `node_ip` (from_pod redirects it)."""
+        val = ffi.new("struct rl_remote_info *")
+        val.node_ip = _be32(node_ip)
+        val.flags = 0
+        self._update("rl_remote_cidrs", self._lpm_key(cidr), val, str(cidr))
+
+    def delete_remote_cidr(self, cidr: IPv4Network) -> None:
+        """Forget podCIDR `cidr`; absent is fine."""
+        self._delete("rl_remote_cidrs", self._lpm_key(cidr), str(cidr))
+
+    def remote_cidrs(self) -> dict[IPv4Network, IPv4Address]:
+        """Every remote podCIDR and the node that owns it."""
+        out: dict[IPv4Network, IPv4Address] = {}
+        val = ffi.new("struct rl_remote_info *")
+        for key in self._keys("rl_remote_cidrs", "struct rl_lpm4_key"):
+            if self._lookup("rl_remote_cidrs", key, val):
+                net = IPv4Network((_from_be32(key.addr), int(key.prefixlen)))
+                out[net] = _from_be32(val.node_ip)
+        return out
+
+    # --- counters and metadata ---------------------------------------------------------------
+
+    def xdp_stats(self) -> dict[str, int]:
+        """The XDP outcome counters summed over all possible CPUs, e.g. {"pod_redirect": 12}.
+
+        Names are enum rl_xdp_stat's without the RL_XS_ prefix, lowercased.
+        """
+        ncpus = lib.libbpf_num_possible_cpus()
+        if ncpus < 0:
+            raise BpfError(-ncpus, f"counting possible CPUs: {os.strerror(-ncpus)}")
+        # A per-CPU lookup fills one 8-byte-aligned slot per possible CPU; __u64 is exactly that.
+        values = ffi.new("__u64[]", ncpus)
+        key = ffi.new("__u32 *")
+        out: dict[str, int] = {}
+        for index, name in sorted(_stat_names().items()):
+            key[0] = index
+            out[name] = sum(values) if self._lookup("rl_xdp_stats", key, values) else 0
+        return out
+
+    def check_abi(self) -> None:
+        """Make sure the pinned maps speak our ABI (rl_meta[0].abi_version).
+
+        0 means the maps were just created: stamp them with RL_ABI_VERSION. Another version means
+        they were pinned by an incompatible Ringlane whose layouts we would misread.
+        """
+        key = ffi.new("__u32 *", 0)
+        meta = ffi.new("struct rl_meta *")
+        if not self._lookup("rl_meta", key, meta):
+            raise BpfError(errno.ENOENT, f"rl_meta in {self.pin_dir} has no entry 0")
+        if meta.abi_version == 0:
+            meta.abi_version = lib.RL_ABI_VERSION
+            self._update("rl_meta", key, meta, "the ABI version")
+        elif meta.abi_version != lib.RL_ABI_VERSION:
+            raise BpfError(
+                errno.EPROTO,
+                f"the maps pinned in {self.pin_dir} were created by Ringlane ABI version "
+                f"{meta.abi_version}, this agent needs {lib.RL_ABI_VERSION}: run the Ringlane "
+                f"cleanup on this node (it detaches the XDP programs and removes {self.pin_dir}), "
+                "then start the agent again",
+            )

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one home of every contract shared by the XDP programs (bpf/), the ring
+ * core (agent/xdp/src/) and Python (agent/xdp/, through cffi).
+ *
+ * Rules: fixed-width types only, explicit padding, a _Static_assert on every
+ * struct's size. Enums are append-only: a retired value keeps its number.
+ * Python reads every value from the compiled module (lib.RL_*); no Python
+ * literal repeats one.
+ *
+ * The file is read by three compilers: clang -target bpf, gcc for the ring
+ * core, and cffi's cdef parser. For the last one, _build.py drops every line
+ * that starts with '#' except plain integer #defines, and every
+ * _Static_assert, so keep declarations on lines of their own.
+ */
+#ifndef RINGLANE_ABI_H
+#define RINGLANE_ABI_H
+
+#include <linux/types.h>
+
+/* Bumped on any incompatible change; pinned maps record it (rl_meta). */
+#define RL_ABI_VERSION 1
+
+#define RL_VXLAN_PORT_DEFAULT 4789
+#define RL_VXLAN_FLAG_I 0x08
+#define RL_VXLAN_HDR_LEN 8
+#define RL_ETH_HLEN 14
+#define RL_IPV4_HLEN 20
+#define RL_UDP_HLEN 8
+/* Outer Ethernet + IPv4 (no options) + UDP + VXLAN. */
+#define RL_ENCAP_LEN 50
+
+/*
+ * XSKMAP layout: slots [0, RL_MAX_ENDPOINTS) hold pod veth sockets, one per
+ * endpoint; slot RL_UNDERLAY_SLOT_BASE + q holds the underlay socket of
+ * queue q. An empty slot makes bpf_redirect_map() return XDP_PASS, which is
+ * how traffic falls back to the kernel VXLAN device.
+ */
+#define RL_MAX_ENDPOINTS 1024
+#define RL_MAX_UNDERLAY_QUEUES 64
+#define RL_UNDERLAY_SLOT_BASE 1024
+#define RL_XSK_SLOTS 1088
+#define RL_MAX_REMOTE_CIDRS 16384
+
+/* Longest descriptor chain the ring core accepts for one packet (64 KiB
+ * TSO super-frame in 4 KiB chunks plus slack). */
+#define RL_MAX_FRAGS 20
+
+/* rl_endpoints: host veth ifindex -> endpoint. Written by the agent. */
+struct rl_endpoint_info {
+	__u32 slot;		/* XSKMAP slot of this veth's socket */
+	__be32 ip;		/* pod IPv4, network order */
+	__u8 mac[6];		/* pod MAC */
+	__u16 flags;		/* RL_EP_F_*; 0 today */
+};
+_Static_assert(sizeof(struct rl_endpoint_info) == 16, "rl_endpoint_info");
+
+/* rl_local_ips: pod IPv4 (network order) -> XSKMAP slot of its veth. Lets
+ * from_wire redirect only traffic the ring core can deliver; the rest (the
+ * node's own VTEP address, pods not accelerated) stays on the kernel path. */
+struct rl_local_ip_info {
+	__u32 slot;
+	__u32 ifindex;
+};
+_Static_assert(sizeof(struct rl_local_ip_info) == 8, "rl_local_ip_info");
+
+/* rl_remote_cidrs: LPM trie key; prefixlen counts bits of addr. */
+struct rl_lpm4_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+_Static_assert(sizeof(struct rl_lpm4_key) == 8, "rl_lpm4_key");
+
+/* rl_remote_cidrs value: the node that owns the podCIDR. */
+struct rl_remote_info {
+	__be32 node_ip;
+	__u32 flags;
+};
+_Static_assert(sizeof(struct rl_remote_info) == 8, "rl_remote_info");
+
+/* rl_meta[0]: written once by whoever creates the pinned maps. */
+struct rl_meta {
+	__u32 abi_version;
+	__u32 pad;
+};
+_Static_assert(sizeof(struct rl_meta) == 8, "rl_meta");
+
+/*
+ * Per-CPU counters of the XDP programs (rl_xdp_stats, PERCPU_ARRAY indexed
+ * by this enum). Append-only.
+ */
+enum rl_xdp_stat {
+	RL_XS_POD_REDIRECT = 0,		/* from_pod: handed to the ring core */
+	RL_XS_POD_FALLBACK = 1,		/* from_pod: overlay, but no socket: kernel VXLAN */
+	RL_XS_POD_PASS_NOT_IPV4 = 2,
+	RL_XS_POD_PASS_NOT_REMOTE = 3,	/* destination is no remote podCIDR */
+	RL_XS_POD_PASS_NO_ENDPOINT = 4,	/* veth not registered */
+	RL_XS_POD_PASS_OVERSIZE = 5,	/* non-TCP packet above the overlay MTU */
+	RL_XS_POD_PASS_TTL = 6,		/* TTL <= 1: the kernel sends time-exceeded */
+	RL_XS_POD_PASS_MALFORMED = 7,	/* truncated or bad IPv4 header */
+	RL_XS_WIRE_REDIRECT = 8,	/* from_wire: handed to the ring core */
+	RL_XS_WIRE_FALLBACK = 9,	/* from_wire: ours, but no socket: kernel VXLAN */
+	RL_XS_WIRE_PASS_NOT_VXLAN = 10,
+	RL_XS_WIRE_PASS_OTHER_VNI = 11,
+	RL_XS_WIRE_PASS_NOT_LOCAL = 12,	/* inner destination is no accelerated pod */
+	RL_XS_WIRE_PASS_MALFORMED = 13,
+	RL_XS_MAX = 14,
+};
+
+/*
+ * Why the ring core dropped a packet. Helpers return -reason; only the
+ * worker loop counts it. Append-only; Python's DropReason mirrors it and a
+ * test checks the two agree.
+ */
+enum rl_drop_reason {
+	RL_DROP_NONE = 0,
+	RL_DROP_TRUNCATED = 1,		/* headers do not fit in the frame */
+	RL_DROP_NOT_IPV4 = 2,
+	RL_DROP_BAD_IHL = 3,		/* IHL < 5 or beyond the frame */
+	RL_DROP_BAD_IP_LEN = 4,		/* IPv4 total length disagrees with the frame */
+	RL_DROP_NOT_VXLAN = 5,		/* outer UDP is not our port */
+	RL_DROP_BAD_VNI = 6,		/* VNI is not ours or the I flag is clear */
+	RL_DROP_NO_INNER_ETH = 7,	/* VXLAN payload shorter than an inner Ethernet+IPv4 */
+	RL_DROP_NO_ROUTE = 8,		/* encap: no remote podCIDR for the destination */
+	RL_DROP_NO_ENDPOINT = 9,	/* decap: no local endpoint for the destination */
+	RL_DROP_OVERSIZE = 10,		/* too large for the underlay MTU and not segmentable */
+	RL_DROP_TX_RING_FULL = 11,
+	RL_DROP_POOL_EMPTY = 12,	/* no free frame for a segment */
+	RL_DROP_BAD_CHAIN = 13,		/* malformed or over-long descriptor chain */
+	RL_DROP_FRAGMENT = 14,		/* outer IPv4 fragment: VXLAN is never fragmented by us */
+	RL_DROP_MAX = 15,
+};
+
+#endif /* RINGLANE_ABI_H */
