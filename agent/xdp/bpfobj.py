@@ -18,7 +18,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+# The compiled cffi module has no stubs; ffi and lib are re-exported (see __all__) so that the
+# rest of the package and the tests import them from here, typed as Any in one place.
 from agent.xdp._bpfobj import ffi, lib  # type: ignore[import-not-found]
+
+__all__ = [
+    "BpfError",
+    "XdpAttachment",
+    "XdpMode",
+    "XdpObject",
+    "detach_by_name",
+    "ensure_bpffs",
+    "ffi",
+    "lib",
+    "object_path",
+    "test_run",
+]
 
 BPFFS_ROOT = Path("/sys/fs/bpf")
 _BPFFS_TYPE = "bpf"  # fs type of bpffs in /proc/self/mountinfo

@@ -18,8 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from agent.xdp._bpfobj import ffi, lib  # type: ignore[import-not-found]
-from agent.xdp.bpfobj import BpfError
+from agent.xdp.bpfobj import BpfError, ffi, lib
 
 _BPF_ANY = 0  # bpf_map_update_elem flags: create or replace (uapi linux/bpf.h)
 

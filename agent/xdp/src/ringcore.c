@@ -33,7 +33,7 @@
 
 #define RL_DEFAULT_FRAMES 16384
 #define RL_DEFAULT_RING 2048
-#define RL_DEFAULT_EP_RING 256
+#define RL_DEFAULT_EP_RING 512
 #define RL_DEFAULT_BATCH 64
 #define RL_BUSY_POLL_USECS 20
 
@@ -256,10 +256,16 @@ int rl_core__create(const struct rl_core_opts *opts, struct rl_core **out)
 	c->underlay.slot = RL_UNDERLAY_SLOT_BASE + c->opts.underlay_queue;
 	c->underlay.owner = RL_UNDERLAY_OWNER;
 	c->underlay.fill_target = c->opts.ring_size;
-	/* no XDP_COPY/XDP_ZEROCOPY: the kernel takes zero-copy where the
-	 * driver has it and copy mode otherwise; XDP_OPTIONS says which */
+	/* The first socket's bind decides for every socket sharing the UMEM
+	 * (the kernel refuses flags on XDP_SHARED_UMEM binds): need_wakeup,
+	 * multi-buffer (the pods' TSO super-frames arrive as descriptor
+	 * chains), and no XDP_COPY/XDP_ZEROCOPY so the kernel takes
+	 * zero-copy where the driver has it; XDP_OPTIONS says which. */
 	err = sock_open(c, &c->underlay, c->opts.underlay_ifname, c->opts.underlay_queue,
-			c->opts.ring_size, XDP_USE_NEED_WAKEUP);
+			c->opts.ring_size, XDP_USE_NEED_WAKEUP | XDP_USE_SG);
+	if (err == -EINVAL)	/* a kernel without multi-buffer AF_XDP (< 6.6) */
+		err = sock_open(c, &c->underlay, c->opts.underlay_ifname,
+				c->opts.underlay_queue, c->opts.ring_size, XDP_USE_NEED_WAKEUP);
 	if (err)
 		goto err_umem;
 	if (c->opts.busy_poll)
@@ -396,12 +402,8 @@ int rl_core__add_endpoint(struct rl_core *c, const struct rl_endpoint_opts *e)
 		err = -EEXIST;
 		goto err_unlock;
 	}
-	/* pod veths carry the pod's TSO super-frames as descriptor chains */
-	err = sock_open(c, s, e->ifname, 0, c->opts.ep_ring_size,
-			XDP_COPY | XDP_USE_NEED_WAKEUP | XDP_USE_SG);
-	if (err == -EINVAL)	/* a kernel without multi-buffer AF_XDP */
-		err = sock_open(c, s, e->ifname, 0, c->opts.ep_ring_size,
-				XDP_COPY | XDP_USE_NEED_WAKEUP);
+	/* bind flags come from the underlay socket (shared UMEM) */
+	err = sock_open(c, s, e->ifname, 0, c->opts.ep_ring_size, 0);
 	if (err)
 		goto err_unlock;
 	cmd.arg = s;

@@ -33,7 +33,7 @@ struct rl_core_opts {
 	__u32 underlay_queue;		/* queue the underlay socket binds to */
 	__u32 n_frames;			/* UMEM frames of 4 KiB; 0: 8192 */
 	__u32 ring_size;		/* underlay rings; power of two; 0: 2048 */
-	__u32 ep_ring_size;		/* pod veth rings; power of two; 0: 512 */
+	__u32 ep_ring_size;		/* pod veth rings and fill level; power of two; 0: 512 */
 	__u32 batch_size;		/* 1..RL_BATCH_MAX; 0: 64 */
 	__u32 vni;			/* 24 bits */
 	__u16 vxlan_port;		/* 0: 4789 */
