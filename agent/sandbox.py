@@ -3,7 +3,7 @@ benchmarks run on.
 
     node i (netns <prefix>-n<i>):  underlay ul0 192.168.250.<i>/24, podCIDR 10.244.<i>.0/24,
                                    one ringlane-agent (nsenter --net, so it shares our bpffs)
-    pod j on node i (<prefix>-n<i>p<j>): eth0 10.244.<i>.<j+1>/24, MTU = underlay MTU - 50,
+    pod j on node i (<prefix>-n<i>p<j>): eth0 10.244.<i>.<j+1>/32, MTU = underlay MTU - 50,
                                    default via 10.244.<i>.1, wired like the CNI ptp plugin
     underlay: one veth pair for two nodes, a bridge in <prefix>-sw for more
 
@@ -152,7 +152,8 @@ class Sandbox:
         sh("ip", "link", "add", "eth0", "netns", pod.netns, "type", "veth", "peer", "name",
            pod.host_ifname, "netns", node.netns)
         pod.run("ip", "link", "set", "eth0", "mtu", str(OVERLAY_MTU), "up")
-        pod.run("ip", "addr", "add", f"{pod.ip}/24", "dev", "eth0")
+        pod.run("ip", "addr", "add", f"{pod.ip}/32", "dev", "eth0")
+        pod.run("ip", "route", "add", str(gw), "dev", "eth0", "scope", "link")
         pod.run("ip", "route", "add", "default", "via", str(gw), "dev", "eth0")
         node.run("ip", "link", "set", pod.host_ifname, "mtu", str(OVERLAY_MTU), "up")
         node.run("ip", "addr", "add", f"{gw}/32", "dev", pod.host_ifname)

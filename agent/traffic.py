@@ -28,15 +28,21 @@ class PingResult:
     rtt_max_ms: float
 
 
+def parse_ping_summary(output: str) -> tuple[int, int]:
+    """(transmitted, received) from ping's summary line."""
+    m = _PING_SUMMARY.search(output)
+    if m is None:
+        raise RinglaneError(f"no ping summary in: {output[-300:]!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
 def ping(src: Pod, dst: Pod, *, count: int = 5, interval: float = 0.05,
          timeout: float = 1.0) -> PingResult:
     p = src.run("ping", "-q", "-c", str(count), "-i", str(interval), "-W", str(timeout),
                 str(dst.ip), check=False)
-    m = _PING_SUMMARY.search(p.stdout)
-    if m is None:
-        raise RinglaneError(f"ping {src.name} -> {dst.name}: {p.stderr.strip() or p.stdout}")
+    sent, received = parse_ping_summary(p.stdout + p.stderr)
     rtt = _PING_RTT.search(p.stdout)
-    return PingResult(int(m.group(1)), int(m.group(2)),
+    return PingResult(sent, received,
                       float(rtt.group(1)) if rtt else 0.0, float(rtt.group(2)) if rtt else 0.0)
 
 
