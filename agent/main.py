@@ -17,7 +17,7 @@ from agent import config as configmod
 from agent import logs, static_config
 from agent.control import ControlServer
 from agent.datapath.node import NodeDatapath, cleanup_node
-from agent.errors import RinglaneError
+from agent.errors import ConfigError, RinglaneError
 
 log = structlog.get_logger("ringlane.agent")
 
@@ -43,9 +43,9 @@ def _file_values(path: Path | None) -> dict[str, Any]:
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise configmod.ConfigError(f"cannot read config {path}: {exc}") from exc
+        raise ConfigError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(doc, dict):
-        raise configmod.ConfigError(f"config {path}: expected a mapping")
+        raise ConfigError(f"config {path}: expected a mapping")
     return doc
 
 
@@ -66,7 +66,7 @@ def run(argv: list[str]) -> int:
         log.info("cleanup.done", removed=removed)
         return 0
     if cluster is None:
-        raise configmod.ConfigError(
+        raise ConfigError(
             "no cluster source: pass --static-config FILE (the Kubernetes watcher is not in "
             "this build yet)")
     return serve_static(cfg, cluster)

@@ -13,6 +13,7 @@ failure half-way through up(): namespaces, pins, run directories, agent processe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -226,10 +227,8 @@ class Sandbox:
                 subprocess.run(self._agent_cmd(node, "--cleanup"), capture_output=True)
         for ns in reversed(self.namespaces):
             for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             sh("ip", "netns", "del", ns, check=False)
         self.namespaces.clear()
         for node in self.nodes:

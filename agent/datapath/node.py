@@ -9,6 +9,7 @@ it over the fallback: slower, never lost.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -308,10 +309,8 @@ def cleanup_node(config: AgentConfig) -> list[str]:
                 if bpfobj.detach_by_name(index, mode, prog):
                     removed.append(f"xdp {prog} on {name}")
         if name in state.gro_before:
-            try:
+            with contextlib.suppress(OSError):
                 ethtool.set_gro(name, state.gro_before[name])
-            except OSError:
-                pass
     if vxlan.remove_device(config.vxlan_device):
         removed.append(f"link {config.vxlan_device}")
     if config.pin_dir.exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from ipaddress import IPv4Address
@@ -31,11 +32,9 @@ def lookup_mac(ip: IPv4Address, ifindex: int | None = None) -> str | None:
 
 def _poke(ip: IPv4Address) -> None:
     """Make the kernel resolve `ip`: one UDP datagram to the discard port."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.sendto(b"", (str(ip), 9))
-        except OSError:
-            pass  # unreachable right now: resolution simply fails below
+    # unreachable right now: resolution simply fails below
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, contextlib.suppress(OSError):
+        s.sendto(b"", (str(ip), 9))
 
 
 def resolve_mac(ip: IPv4Address, *, ifindex: int | None = None, timeout: float = 3.0) -> str:

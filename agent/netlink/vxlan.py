@@ -95,14 +95,13 @@ def remove_remote(
     """Undo add_remote; each piece already gone is fine."""
     gone = (errno.ENOENT, errno.ESRCH, errno.ENODEV)
     with rtnl() as ipr:
-        for call in (
-            lambda: ipr.route("del", dst=str(cidr), gateway=str(cidr.network_address),
-                              oif=ifindex),
-            lambda: ipr.fdb("del", ifindex=ifindex, lladdr=remote_vtep_mac, dst=str(node_ip)),
-            lambda: ipr.neigh("del", dst=str(cidr.network_address), ifindex=ifindex),
+        for method, kwargs in (
+            (ipr.route, {"dst": str(cidr), "gateway": str(cidr.network_address), "oif": ifindex}),
+            (ipr.fdb, {"ifindex": ifindex, "lladdr": remote_vtep_mac, "dst": str(node_ip)}),
+            (ipr.neigh, {"dst": str(cidr.network_address), "ifindex": ifindex}),
         ):
             try:
-                call()
+                method("del", **kwargs)
             except NetlinkError as exc:
                 if exc.code not in gone:
                     raise

@@ -16,7 +16,7 @@ from pathlib import Path
 from cffi import FFI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _toolchain  # noqa: E402
+import _toolchain  # type: ignore[import-not-found]  # a sibling, not a package
 
 sys.path.pop(0)
 
@@ -32,9 +32,11 @@ MODULES = {
     "_bpfobj": (["bpfobj.h"], ["bpfobj.c"]),
 }
 
+# the kernel's types as <linux/types.h> defines them on 64-bit Linux (__u64 is long long)
 _TYPEDEFS = """
-typedef uint8_t __u8; typedef uint16_t __u16; typedef uint32_t __u32; typedef unsigned long long __u64;
-typedef int32_t __s32; typedef long long __s64; typedef uint16_t __be16; typedef uint32_t __be32;
+typedef uint8_t __u8; typedef uint16_t __u16; typedef uint32_t __u32;
+typedef unsigned long long __u64; typedef int32_t __s32; typedef long long __s64;
+typedef uint16_t __be16; typedef uint32_t __be32;
 """
 _DEFINE = re.compile(r"^#define\s+(RL_\w+)\s+(\(?-?(?:0x[0-9a-fA-F]+|\d+)\)?)\s*(/\*.*)?$")
 

@@ -20,7 +20,7 @@ from typing import Any, Self
 
 # The compiled cffi module has no stubs; ffi and lib are re-exported (see __all__) so that the
 # rest of the package and the tests import them from here, typed as Any in one place.
-from agent.xdp._bpfobj import ffi, lib  # type: ignore[import-not-found]
+from agent.xdp._bpfobj import ffi, lib
 
 __all__ = [
     "BpfError",
@@ -132,16 +132,20 @@ def ensure_bpffs(path: Path) -> None:
             raise BpfError(
                 e.errno or errno.EIO, f"cannot create bpffs mount point {mountpoint}: {e}"
             ) from e
-        res = subprocess.run(
-            ["mount", "-t", "bpf", "bpf", str(mountpoint)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if res.returncode != 0:
+        try:
+            res = subprocess.run(
+                ["mount", "-t", "bpf", "bpf", str(mountpoint)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            failure = res.stderr.strip() or f"exit status {res.returncode}"
+        except OSError as e:  # no mount(8) in the image
+            res, failure = None, str(e)
+        if res is None or res.returncode != 0:
             raise BpfError(
                 errno.EPERM,
-                f"mounting bpffs at {mountpoint} failed ({res.stderr.strip() or res.returncode}); "
+                f"mounting bpffs at {mountpoint} failed ({failure}); "
                 "run as root with CAP_SYS_ADMIN, or mount it beforehand "
                 "(a hostPath volume for /sys/fs/bpf in the DaemonSet)",
             )

@@ -4,9 +4,10 @@
  *
  * A cursor walks the packet from ctx->data; every parse_*() first proves to
  * the verifier that the whole header lies before the end, then returns a
- * pointer to it and moves the cursor past it. On failure it returns -1 and
- * leaves the cursor alone, so the caller can tell "truncated" apart from
- * "not what we want" (a valid header with the wrong contents).
+ * pointer to it and moves the cursor past it. A truncated or invalid header
+ * returns -1 and leaves the cursor alone; a valid header with contents we
+ * do not want (another EtherType, protocol, port) is the caller's decision,
+ * so the two are counted apart.
  *
  * Verifier notes, which is why the code looks the way it does:
  *  - Every access to packet memory needs a prior comparison of a pointer
@@ -23,9 +24,11 @@
  *    a packet pointer as an argument.)
  *
  * Multi-buffer (xdp.frags) programs see only the first buffer between data
- * and data_end; headers always fit there (the linear part of the first
- * buffer is at least a few hundred bytes), the payload may not. Nothing here
- * reads beyond the headers.
+ * and data_end. Headers fit there (drivers and the generic path put at
+ * least the first few hundred bytes in it), the payload may not, and
+ * nothing here reads beyond the headers. Were headers ever split across
+ * buffers, the frame would look truncated and be passed to the kernel:
+ * slower, never wrong.
  */
 #ifndef RINGLANE_PARSE_H
 #define RINGLANE_PARSE_H

@@ -20,6 +20,14 @@ def counters(node: Node) -> dict[str, int]:
             "dropped": sum(st["core"]["worker"]["drops"].values())}
 
 
+def assert_frames_accounted(node: Node) -> None:
+    """Every UMEM frame is free, in the worker's hands or lent to a live socket."""
+    core = node.stats()["core"]
+    assert core["bad_frees"] == 0
+    assert core["frames_free"] + core["frames_worker"] + core["frames_sockets"] \
+        == core["frames_total"], core
+
+
 def kernel_vxlan_tx(node: Node) -> int:
     """Packets the kernel VXLAN fallback device transmitted."""
     out = node.run("ip", "-s", "-j", "link", "show", "rl-vxlan").stdout
@@ -52,6 +60,8 @@ def test_ping_udp_tcp_cross_node_through_ring_core(sandbox: Sandbox) -> None:
     assert kernel_vxlan_tx(n1) == kernel_before
     assert after1["dropped"] == before1["dropped"]
     assert after2["dropped"] == before2["dropped"]
+    for node in sandbox.nodes:
+        assert_frames_accounted(node)
 
 
 def test_every_pod_pair_reaches_each_other(sandbox: Sandbox) -> None:

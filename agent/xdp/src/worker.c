@@ -458,7 +458,11 @@ void rl_worker_run_cmd(struct rl_core *c, struct rl_cmd *cmd)
 		st->frames_total = c->pool->n_frames;
 		st->frames_free = c->pool->top;
 		st->frames_worker = rl_pool_count_owner(c->pool, RL_OWNER_WORKER);
-		st->frames_sockets = st->frames_total - st->frames_free - st->frames_worker;
+		/* counted per owner, not derived: a frame lost by a socket that
+		 * went away shows up as free + worker + sockets < total */
+		st->frames_sockets = rl_pool_count_owner(c->pool, c->underlay.owner);
+		for (pos = 0; pos < c->n_active; pos++)
+			st->frames_sockets += rl_pool_count_owner(c->pool, c->active[pos]->owner);
 		st->bad_frees = c->pool->bad_frees;
 		st->n_endpoints = c->n_active;
 		st->hugepages = c->hugepages;

@@ -1,0 +1,220 @@
+"""The Python side of the pinned maps (agent.xdp.maps) and of loading (agent.xdp.bpfobj)."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from agent.xdp import bpfobj
+from agent.xdp.bpfobj import BpfError, XdpObject, ensure_bpffs, ffi, lib, object_path
+from agent.xdp.maps import Endpoint, LocalIp, PinnedMaps
+
+from ..native.packets import ip4, udp_frame
+from .xdp_harness import XDP_PASS, XDP_REDIRECT, Datapath, XskSocket, needs_root
+
+pytestmark = [pytest.mark.bpf, needs_root]
+
+MAC = bytes.fromhex("0a0000000001")
+
+
+def test_maps_are_pinned_by_name(datapath: Datapath, pin_dir: Path) -> None:
+    assert sorted(p.name for p in pin_dir.iterdir()) == sorted(
+        ["rl_xsks", "rl_endpoints", "rl_local_ips", "rl_remote_cidrs", "rl_xdp_stats", "rl_meta"]
+    )
+
+
+def test_endpoints_roundtrip_and_idempotent_delete(datapath: Datapath) -> None:
+    m = datapath.maps
+    m.set_endpoint(ifindex=7, slot=3, ip=IPv4Address("10.244.1.2"), mac=MAC)
+    m.set_endpoint(ifindex=8, slot=4, ip=IPv4Address("10.244.1.3"), mac=MAC)
+    m.set_endpoint(ifindex=8, slot=9, ip=IPv4Address("10.244.1.4"), mac=MAC)  # replaces
+    assert m.endpoints() == {
+        7: Endpoint(slot=3, ip=IPv4Address("10.244.1.2"), mac=MAC),
+        8: Endpoint(slot=9, ip=IPv4Address("10.244.1.4"), mac=MAC),
+    }
+    m.delete_endpoint(7)
+    m.delete_endpoint(7)
+    assert list(m.endpoints()) == [8]
+
+
+def test_endpoint_ip_is_stored_in_network_order(datapath: Datapath) -> None:
+    """abi.h says __be32: the bytes in the map are the address bytes, as from_pod reads them."""
+    datapath.maps.set_endpoint(ifindex=7, slot=3, ip=IPv4Address("10.244.1.2"), mac=MAC)
+    key = ffi.new("__u32 *", 7)
+    val = ffi.new("struct rl_endpoint_info *")
+    assert lib.bpf_map_lookup_elem(datapath.pod.map_fd("rl_endpoints"), key, val) == 0
+    assert bytes(ffi.buffer(ffi.addressof(val, "ip"), 4)) == ip4("10.244.1.2")
+
+
+@pytest.mark.parametrize("slot", [-1, lib.RL_MAX_ENDPOINTS, lib.RL_UNDERLAY_SLOT_BASE])
+def test_endpoint_slot_must_be_a_pod_slot(datapath: Datapath, slot: int) -> None:
+    with pytest.raises(ValueError, match="slot"):
+        datapath.maps.set_endpoint(ifindex=7, slot=slot, ip=IPv4Address("10.0.0.1"), mac=MAC)
+
+
+def test_endpoint_mac_must_be_six_bytes(datapath: Datapath) -> None:
+    with pytest.raises(ValueError, match="MAC"):
+        datapath.maps.set_endpoint(ifindex=7, slot=1, ip=IPv4Address("10.0.0.1"), mac=b"\x00")
+
+
+def test_local_ips_roundtrip(datapath: Datapath) -> None:
+    m = datapath.maps
+    m.set_local_ip(IPv4Address("10.244.1.2"), slot=3, ifindex=7)
+    m.set_local_ip(IPv4Address("10.244.1.3"), slot=4, ifindex=8)
+    assert m.local_ips() == {
+        IPv4Address("10.244.1.2"): LocalIp(slot=3, ifindex=7),
+        IPv4Address("10.244.1.3"): LocalIp(slot=4, ifindex=8),
+    }
+    m.delete_local_ip(IPv4Address("10.244.1.2"))
+    m.delete_local_ip(IPv4Address("10.244.1.2"))
+    assert list(m.local_ips()) == [IPv4Address("10.244.1.3")]
+
+
+def test_remote_cidrs_roundtrip(datapath: Datapath) -> None:
+    m = datapath.maps
+    want = {
+        IPv4Network("10.244.2.0/24"): IPv4Address("192.168.0.2"),
+        IPv4Network("10.244.0.0/16"): IPv4Address("192.168.0.3"),
+        IPv4Network("0.0.0.0/0"): IPv4Address("192.168.0.4"),
+        IPv4Network("10.244.3.7/32"): IPv4Address("192.168.0.5"),
+    }
+    for cidr, node in want.items():
+        m.set_remote_cidr(cidr, node)
+    assert m.remote_cidrs() == want
+    m.delete_remote_cidr(IPv4Network("10.244.0.0/16"))
+    m.delete_remote_cidr(IPv4Network("10.244.0.0/16"))
+    del want[IPv4Network("10.244.0.0/16")]
+    assert m.remote_cidrs() == want
+
+
+def test_xdp_stats_names_come_from_the_enum(datapath: Datapath) -> None:
+    stats = datapath.maps.xdp_stats()
+    assert len(stats) == lib.RL_XS_MAX
+    assert stats["pod_redirect"] == 0
+    assert stats["wire_pass_malformed"] == 0
+    assert set(stats.values()) == {0}
+
+
+def test_check_abi_stamps_fresh_maps_and_accepts_them_again(datapath: Datapath) -> None:
+    # The datapath fixture already ran check_abi() on the fresh maps.
+    key = ffi.new("__u32 *", 0)
+    meta = ffi.new("struct rl_meta *")
+    assert lib.bpf_map_lookup_elem(datapath.pod.map_fd("rl_meta"), key, meta) == 0
+    assert meta.abi_version == lib.RL_ABI_VERSION
+    datapath.maps.check_abi()
+
+
+def test_check_abi_refuses_other_version(datapath: Datapath) -> None:
+    key = ffi.new("__u32 *", 0)
+    meta = ffi.new("struct rl_meta *", {"abi_version": lib.RL_ABI_VERSION + 1})
+    assert lib.bpf_map_update_elem(datapath.pod.map_fd("rl_meta"), key, meta, 0) == 0
+    with pytest.raises(BpfError, match="cleanup") as info:
+        datapath.maps.check_abi()
+    assert info.value.errno == errno.EPROTO
+
+
+def test_reload_reuses_pinned_maps(datapath: Datapath, pin_dir: Path, xsk: XskSocket) -> None:
+    """An agent restart loads the objects again: they must find the maps (and entries) the
+    first load pinned, or every restart would drop all state."""
+    datapath.maps.set_remote_cidr(IPv4Network("10.244.2.0/24"), IPv4Address("192.168.0.2"))
+    datapath.maps.set_endpoint(
+        ifindex=datapath.ifindex, slot=1, ip=IPv4Address("10.244.1.2"), mac=MAC
+    )
+    datapath.put_xsk(1, xsk)
+    frame = udp_frame(saddr=ip4("10.244.1.2"), daddr=ip4("10.244.2.3"))
+    with (
+        XdpObject(object_path("from_pod"), pin_dir=pin_dir, consts={}) as again,
+        datapath.netns.entered(),
+    ):
+        action, _ = bpfobj.test_run(
+            again.prog_fd("rl_from_pod"), frame, ingress_ifindex=datapath.ifindex
+        )
+    assert action == XDP_REDIRECT
+    assert datapath.maps.xdp_stats()["pod_redirect"] == 1
+
+
+def test_pinned_maps_missing(tmp_path: Path) -> None:
+    with pytest.raises(BpfError, match="load the XDP objects first") as info:
+        PinnedMaps(tmp_path)
+    assert info.value.errno == errno.ENOENT
+
+
+def test_unknown_const_is_refused(pin_dir: Path) -> None:
+    with pytest.raises(BpfError, match="rl_cfg_nope") as info:
+        XdpObject(object_path("from_pod"), pin_dir=pin_dir, consts={"rl_cfg_nope": 1})
+    assert info.value.errno == errno.ENOENT
+
+
+def test_const_must_be_u32(pin_dir: Path) -> None:
+    with pytest.raises(ValueError, match="__u32"):
+        XdpObject(object_path("from_pod"), pin_dir=pin_dir, consts={"rl_cfg_overlay_mtu": -1})
+
+
+def test_overlay_mtu_const_reaches_the_program(datapath: Datapath, pin_dir: Path) -> None:
+    """Loaded with a 9000-byte overlay MTU, a 1451-byte UDP packet is no longer oversize."""
+    datapath.maps.set_remote_cidr(IPv4Network("10.244.2.0/24"), IPv4Address("192.168.0.2"))
+    datapath.maps.set_endpoint(
+        ifindex=datapath.ifindex, slot=1, ip=IPv4Address("10.244.1.2"), mac=MAC
+    )
+    frame = udp_frame(b"x" * 1423, saddr=ip4("10.244.1.2"), daddr=ip4("10.244.2.3"))
+    with (
+        XdpObject(
+            object_path("from_pod"), pin_dir=pin_dir, consts={"rl_cfg_overlay_mtu": 9000}
+        ) as big,
+        datapath.netns.entered(),
+    ):
+        action, _ = bpfobj.test_run(
+            big.prog_fd("rl_from_pod"), frame, ingress_ifindex=datapath.ifindex
+        )
+    assert action == XDP_PASS
+    assert datapath.maps.xdp_stats()["pod_fallback"] == 1
+
+
+def test_object_path_missing() -> None:
+    with pytest.raises(BpfError, match=r"pip install -e \."):
+        object_path("no_such_program")
+
+
+def test_ensure_bpffs_is_idempotent(pin_dir: Path) -> None:
+    sub = pin_dir / "a" / "b"
+    ensure_bpffs(sub)
+    ensure_bpffs(sub)
+    assert sub.is_dir()
+
+
+_MOUNT_PROBE = """
+import sys
+from pathlib import Path
+from agent.xdp.bpfobj import _mount_fstype, ensure_bpffs
+elsewhere = Path(sys.argv[1]) / "pins" / "ringlane"
+ensure_bpffs(elsewhere)
+print(_mount_fstype(elsewhere), _mount_fstype(elsewhere.parent))
+# /sys/fs/bpf without bpffs, as on a host that never mounted it (private to this namespace).
+if _mount_fstype(Path("/sys/fs/bpf")) == "bpf":
+    import subprocess
+    subprocess.run(["umount", "/sys/fs/bpf"], check=True)
+print(_mount_fstype(Path("/sys/fs/bpf")))
+under = Path("/sys/fs/bpf/rl-mount-probe/a")
+ensure_bpffs(under)
+print(_mount_fstype(under), under.is_dir())
+"""
+
+
+def test_ensure_bpffs_mounts_when_missing(tmp_path: Path) -> None:
+    """Run in a private mount namespace (unshare -m), so the host's mounts are never touched."""
+    root = Path(__file__).resolve().parents[2]
+    res = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private",
+         sys.executable, "-c", _MOUNT_PROBE, str(tmp_path)],
+        capture_output=True, text=True, cwd=root, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    # Elsewhere: bpffs on the path itself, not above it. Under /sys/fs/bpf: on /sys/fs/bpf.
+    elsewhere, parent = res.stdout.split("\n")[0].split()
+    assert (elsewhere, parent != "bpf") == ("bpf", True), res.stdout
+    assert res.stdout.split("\n")[1:3] == ["sysfs", "bpf True"], res.stdout

@@ -1,0 +1,240 @@
+"""Kernel objects the BPF tests need: a network namespace, a bound AF_XDP socket, a loaded datapath.
+
+BPF_PROG_TEST_RUN checks that the context's ingress_ifindex exists in the caller's network
+namespace and that rx_queue_index is one of its receive queues, so the test runs happen inside a
+private namespace holding one device with many receive queues (ifb: the kernel used for CI has
+no dummy driver, and ifb accepts numrxqueues). The namespace is entered per call with setns(2),
+which leaves the mount namespace, and so /sys/fs/bpf, alone.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import secrets
+import shutil
+import socket
+import struct
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cffi import FFI
+
+from agent.xdp.bpfobj import XdpObject, ensure_bpffs, ffi, lib, object_path, test_run
+from agent.xdp.maps import PinnedMaps
+
+# Every test here creates BPF objects, pins, namespaces or AF_XDP sockets.
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root: BPF programs and maps, bpffs, network namespaces"
+)
+
+# uapi linux/bpf.h enum xdp_action
+XDP_PASS = 2
+XDP_REDIRECT = 4
+
+# What the tests load the programs with: deliberately not the defaults (flannel's port and a
+# VNI other than 1), so a test also proves that the load-time constants reach the programs.
+OVERLAY_MTU = 1450
+VXLAN_PORT = 8472
+VNI = 42
+
+CLONE_NEWNET = 0x40000000  # uapi linux/sched.h
+
+# uapi linux/if_xdp.h and linux/socket.h
+AF_XDP = 44
+SOL_XDP = 283
+XDP_RX_RING = 2
+XDP_UMEM_REG = 4
+XDP_UMEM_FILL_RING = 5
+XDP_UMEM_COMPLETION_RING = 6
+XDP_COPY = 1 << 1
+
+_libc_ffi = FFI()
+_libc_ffi.cdef(
+    """
+    int setns(int fd, int nstype);
+    struct sockaddr_xdp {
+        uint16_t sxdp_family;
+        uint16_t sxdp_flags;
+        uint32_t sxdp_ifindex;
+        uint32_t sxdp_queue_id;
+        uint32_t sxdp_shared_umem_fd;
+    };
+    int bind(int sockfd, const struct sockaddr_xdp *addr, uint32_t addrlen);
+    """
+)
+_libc: Any = _libc_ffi.dlopen(None)
+
+
+def _ip(*args: str) -> str:
+    res = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {res.stderr.strip()}")
+    return res.stdout
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = _libc_ffi.errno
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+class Netns:
+    """A named network namespace (/run/netns/<name>), deleted by close()."""
+
+    def __init__(self, prefix: str) -> None:
+        self.name = f"{prefix}-{secrets.token_hex(4)}"
+        _ip("netns", "add", self.name)
+        try:
+            self.ip("link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+
+    def ip(self, *args: str) -> str:
+        """Run `ip -n <name> ...` and return its output."""
+        return _ip("-n", self.name, *args)
+
+    def ifindex(self, dev: str) -> int:
+        info = json.loads(self.ip("-j", "link", "show", "dev", dev))
+        return int(info[0]["ifindex"])
+
+    @contextmanager
+    def entered(self) -> Iterator[None]:
+        """Run the body with this thread inside the namespace (network only)."""
+        home = os.open("/proc/self/ns/net", os.O_RDONLY)
+        try:
+            target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+            try:
+                _setns(target)
+            finally:
+                os.close(target)
+            try:
+                yield
+            finally:
+                _setns(home)
+        finally:
+            os.close(home)
+
+    def close(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
+
+
+class XskSocket:
+    """An AF_XDP socket bound (copy mode) to one queue: what an XSKMAP slot holds in production.
+
+    Only the setup that bind(2) requires: a UMEM, fill and completion rings, an RX ring. The
+    rings are never mmapped; the socket only has to be a valid XSKMAP value.
+    Create it inside the namespace of `ifindex` (a socket belongs to the namespace it is
+    created in).
+    """
+
+    FRAMES = 64
+    FRAME_SIZE = 4096
+
+    def __init__(self, ifindex: int, queue: int) -> None:
+        self._umem = mmap.mmap(-1, self.FRAMES * self.FRAME_SIZE)
+        self.sock = socket.socket(AF_XDP, socket.SOCK_RAW, 0)
+        try:
+            addr = int(_libc_ffi.cast("uintptr_t", _libc_ffi.from_buffer(self._umem)))
+            reg = struct.pack("=QQIIII", addr, len(self._umem), self.FRAME_SIZE, 0, 0, 0)
+            self.sock.setsockopt(SOL_XDP, XDP_UMEM_REG, reg)
+            for opt in (XDP_UMEM_FILL_RING, XDP_UMEM_COMPLETION_RING, XDP_RX_RING):
+                self.sock.setsockopt(SOL_XDP, opt, struct.pack("=I", self.FRAMES))
+            sxdp = _libc_ffi.new(
+                "struct sockaddr_xdp *",
+                {
+                    "sxdp_family": AF_XDP,
+                    "sxdp_flags": XDP_COPY,
+                    "sxdp_ifindex": ifindex,
+                    "sxdp_queue_id": queue,
+                },
+            )
+            if _libc.bind(self.sock.fileno(), sxdp, _libc_ffi.sizeof(sxdp[0])) != 0:
+                err = _libc_ffi.errno
+                raise OSError(err, f"binding AF_XDP to ifindex {ifindex}/{queue}")
+        except BaseException:
+            self.close()
+            raise
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+        self._umem.close()
+
+
+def make_pin_dir() -> Path:
+    """A fresh, uniquely named directory on bpffs."""
+    path = Path("/sys/fs/bpf") / f"rl-test-{secrets.token_hex(4)}"
+    ensure_bpffs(path)
+    return path
+
+
+def remove_pin_dir(path: Path) -> None:
+    """Unpin everything under `path` (unlink is how a pin is removed) and the directory."""
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@dataclass
+class Datapath:
+    """Both programs loaded with their maps pinned in one directory, plus the test context."""
+
+    pod: XdpObject
+    wire: XdpObject
+    maps: PinnedMaps
+    netns: Netns
+    ifindex: int  # the namespace's multi-queue device: ingress device of every test run
+
+    @classmethod
+    def load(cls, pin_dir: Path, netns: Netns, ifindex: int) -> Datapath:
+        pod = XdpObject(
+            object_path("from_pod"), pin_dir=pin_dir, consts={"rl_cfg_overlay_mtu": OVERLAY_MTU}
+        )
+        try:
+            wire = XdpObject(
+                object_path("from_wire"),
+                pin_dir=pin_dir,
+                consts={"rl_cfg_vxlan_port": VXLAN_PORT, "rl_cfg_vni": VNI},
+            )
+            try:
+                maps = PinnedMaps(pin_dir)
+            except BaseException:
+                wire.close()
+                raise
+        except BaseException:
+            pod.close()
+            raise
+        maps.check_abi()
+        return cls(pod, wire, maps, netns, ifindex)
+
+    def prog_fd(self, prog: str) -> int:
+        obj = self.pod if prog == "rl_from_pod" else self.wire
+        return obj.prog_fd(prog)
+
+    def put_xsk(self, slot: int, xsk: XskSocket) -> None:
+        """Fill XSKMAP `slot` with `xsk` (what the ring core does when it starts serving it)."""
+        key = ffi.new("__u32 *", slot)
+        val = ffi.new("__u32 *", xsk.fileno())
+        rc = lib.bpf_map_update_elem(self.pod.map_fd("rl_xsks"), key, val, 0)
+        if rc < 0:
+            raise OSError(-rc, f"rl_xsks[{slot}] = xsk: {os.strerror(-rc)}")
+
+    def run(self, prog: str, packet: bytes, *, rx_queue: int = 0) -> tuple[int, bytes]:
+        """BPF_PROG_TEST_RUN as if `packet` arrived on the test device's queue `rx_queue`."""
+        with self.netns.entered():
+            return test_run(
+                self.prog_fd(prog), packet, ingress_ifindex=self.ifindex, rx_queue=rx_queue
+            )
+
+    def close(self) -> None:
+        self.maps.close()
+        self.wire.close()
+        self.pod.close()
