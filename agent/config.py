@@ -31,6 +31,8 @@ class AgentConfig:
     hugepages: bool = True
     frames: int = 16384
     pod_xdp_mode: str = "skb"  # skb (generic) keeps the pod's TSO; native is faster per packet
+    wire_xdp_mode: str = "auto"  # auto: skb on a veth underlay (keeps its peer's TSO), else native
+    tcp_mode: str = "auto"  # auto: bulk TCP flows move to the kernel path; ring; kernel
     cpu: int = -1
     pin_dir: Path = Path("/sys/fs/bpf/ringlane")
     run_dir: Path = Path("/run/ringlane")
@@ -47,6 +49,10 @@ class AgentConfig:
             raise ConfigError(f"frames: {self.frames} must be a power of two >= 4096")
         if self.pod_xdp_mode not in ("skb", "native"):
             raise ConfigError(f"podXdpMode: {self.pod_xdp_mode!r} is not 'skb' or 'native'")
+        if self.wire_xdp_mode not in ("auto", "skb", "native"):
+            raise ConfigError(f"wireXdpMode: {self.wire_xdp_mode!r} is not auto, skb or native")
+        if self.tcp_mode not in ("auto", "ring", "kernel"):
+            raise ConfigError(f"tcpMode: {self.tcp_mode!r} is not auto, ring or kernel")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"logFormat: {self.log_format!r} is not auto, json or console")
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", self.vxlan_device):

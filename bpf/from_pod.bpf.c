@@ -23,6 +23,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -42,6 +43,41 @@
  * device; larger TCP packets are TSO super-frames the ring core segments.
  */
 const volatile __u32 rl_cfg_overlay_mtu = 1500 - RL_ENCAP_LEN;
+
+/* rl_cfg_tcp_mode: RL_TCP_RING, RL_TCP_KERNEL or RL_TCP_AUTO (abi.h). */
+const volatile __u32 rl_cfg_tcp_mode = RL_TCP_AUTO;
+
+/*
+ * Whether this TCP packet belongs on the kernel path. In AUTO mode a flow
+ * stays on the ring core (low latency for request/response traffic) until
+ * its first super-frame, proof of a bulk sender whose GSO the kernel path
+ * keeps whole; from then on every packet of the flow goes to the kernel.
+ * Steering whole flows, once, keeps reordering to that single switch.
+ */
+static __always_inline int tcp_to_kernel(struct rl_cursor *c, const struct iphdr *iph)
+{
+	struct rl_flow_info moved = { .path = RL_FLOW_KERNEL };
+	struct rl_flow_key key = { .saddr = iph->saddr, .daddr = iph->daddr };
+	struct tcphdr *tcp;
+
+	if (rl_cfg_tcp_mode == RL_TCP_RING)
+		return 0;
+	if (rl_cfg_tcp_mode == RL_TCP_KERNEL)
+		return 1;
+	/* a later fragment has no ports; fragmented TCP is rare enough to
+	 * leave where the kernel would put it */
+	if (rl_ip_is_fragment(iph) || parse_tcphdr(c, &tcp) < 0)
+		return 1;
+	key.sport = tcp->source;
+	key.dport = tcp->dest;
+	if (bpf_map_lookup_elem(&rl_flows, &key))
+		return 1;
+	if (bpf_ntohs(iph->tot_len) <= rl_cfg_overlay_mtu)
+		return 0;
+	bpf_map_update_elem(&rl_flows, &key, &moved, BPF_ANY);
+	rl_count(RL_XS_POD_FLOW_TO_KERNEL);
+	return 1;
+}
 
 SEC("xdp.frags")
 int rl_from_pod(struct xdp_md *ctx)
@@ -90,11 +126,16 @@ int rl_from_pod(struct xdp_md *ctx)
 	if (iph->ttl <= 1)
 		return rl_pass(RL_XS_POD_PASS_TTL);
 
-	/* TCP above the MTU is a TSO super-frame that the ring core segments;
-	 * anything else that big would need IP fragmentation or PMTU
-	 * signalling, which the kernel's VXLAN path does. */
-	if (bpf_ntohs(iph->tot_len) > rl_cfg_overlay_mtu && proto != IPPROTO_TCP)
+	/* TCP above the MTU is a TSO super-frame that the ring core segments
+	 * (or the kernel, see tcp_to_kernel()); anything else that big would
+	 * need IP fragmentation or PMTU signalling, which the kernel's VXLAN
+	 * path does. */
+	if (proto == IPPROTO_TCP) {
+		if (tcp_to_kernel(&c, iph))
+			return rl_pass(RL_XS_POD_PASS_TCP_KERNEL);
+	} else if (bpf_ntohs(iph->tot_len) > rl_cfg_overlay_mtu) {
 		return rl_pass(RL_XS_POD_PASS_OVERSIZE);
+	}
 
 	/* An empty slot (ring core not running or socket not yet bound) makes
 	 * the helper return the XDP_PASS default: the kernel VXLAN fallback. */

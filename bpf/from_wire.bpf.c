@@ -41,6 +41,37 @@
  */
 const volatile __u32 rl_cfg_vxlan_port = RL_VXLAN_PORT_DEFAULT;
 const volatile __u32 rl_cfg_vni = 1;
+/* rl_cfg_ring_sport_min/max: the ring core's outer source ports (abi.h). */
+const volatile __u32 rl_cfg_ring_sport_min = RL_RING_SPORT_MIN;
+const volatile __u32 rl_cfg_ring_sport_max = RL_RING_SPORT_MAX;
+
+/*
+ * A TCP flow the sending node steered to the kernel (its frames carry a
+ * kernel source port): steer the local pod's replies to the kernel as well,
+ * by recording the reverse tuple in rl_flows, which from_pod consults. Both
+ * directions of a bulk flow then use one path, and its ACKs do not queue
+ * behind the ring core. Looked up first: an LRU update per packet would
+ * cost more than the lookup.
+ */
+static __always_inline void follow_kernel_flow(struct rl_cursor *c)
+{
+	struct rl_flow_info moved = { .path = RL_FLOW_KERNEL };
+	struct rl_flow_key key;
+	struct ethhdr *eth;
+	struct iphdr *iph;
+	struct tcphdr *tcp;
+
+	if (parse_ethhdr(c, &eth) != bpf_htons(ETH_P_IP) ||
+	    parse_iphdr(c, &iph) != IPPROTO_TCP || rl_ip_is_fragment(iph) ||
+	    parse_tcphdr(c, &tcp) < 0)
+		return;
+	key.saddr = iph->daddr;
+	key.daddr = iph->saddr;
+	key.sport = tcp->dest;
+	key.dport = tcp->source;
+	if (!bpf_map_lookup_elem(&rl_flows, &key))
+		bpf_map_update_elem(&rl_flows, &key, &moved, BPF_ANY);
+}
 
 SEC("xdp.frags")
 int rl_from_wire(struct xdp_md *ctx)
@@ -52,7 +83,7 @@ int rl_from_wire(struct xdp_md *ctx)
 	struct iphdr *iph;
 	struct udphdr *udp;
 	__be32 daddr;
-	__u32 queue;
+	__u32 queue, sport;
 	int proto, ret;
 
 	rl_cursor_init(&c, ctx);
@@ -71,10 +102,9 @@ int rl_from_wire(struct xdp_md *ctx)
 		return rl_pass(RL_XS_WIRE_PASS_NOT_VXLAN);
 	/* Checked before the UDP header: later fragments have none, and what
 	 * would be there is payload. The kernel reassembles and then hands the
-	 * datagram to its VXLAN device. Counted as NOT_VXLAN (nothing we
-	 * could inspect); abi.h has no fragment counter. */
+	 * datagram to its VXLAN device. */
 	if (rl_ip_is_fragment(iph))
-		return rl_pass(RL_XS_WIRE_PASS_NOT_VXLAN);
+		return rl_pass(RL_XS_WIRE_PASS_FRAGMENT);
 	if (parse_udphdr(&c, &udp) < 0)
 		return rl_pass(RL_XS_WIRE_PASS_MALFORMED);
 	if (bpf_ntohs(udp->dest) != rl_cfg_vxlan_port)
@@ -87,6 +117,15 @@ int rl_from_wire(struct xdp_md *ctx)
 		return rl_pass(RL_XS_WIRE_PASS_MALFORMED);
 	if (!(vx->flags & RL_VXLAN_FLAG_I) || rl_vxlan_vni(vx) != rl_cfg_vni)
 		return rl_pass(RL_XS_WIRE_PASS_OTHER_VNI);
+
+	/* A kernel VXLAN sender (a node whose ring core is down, or a flow
+	 * steered to the kernel) is answered by the kernel here too, so one
+	 * flow never straddles both paths on the receiving side. */
+	sport = bpf_ntohs(udp->source);
+	if (sport < rl_cfg_ring_sport_min || sport > rl_cfg_ring_sport_max) {
+		follow_kernel_flow(&c);
+		return rl_pass(RL_XS_WIRE_PASS_KERNEL_SENT);
+	}
 
 	/* Inner frame: the destination decides. A non-IPv4 inner frame (ARP
 	 * through the overlay) has no accelerated destination: NOT_LOCAL. */

@@ -30,6 +30,8 @@ class VxlanDevice:
     mac: str
     mtu: int
     address: IPv4Address  # this node's VTEP address: its podCIDR's network address
+    sport_min: int  # outer source ports [min, max], disjoint from the ring core's
+    sport_max: int
 
 
 def vtep_mac(node_ip: IPv4Address) -> str:
@@ -50,6 +52,7 @@ def ensure_device(dev: VxlanDevice) -> int:
                 "add", ifname=dev.name, kind="vxlan", vxlan_id=dev.vni, vxlan_port=dev.port,
                 vxlan_local=str(dev.local_ip), vxlan_link=underlay.index, vxlan_learning=0,
                 address=dev.mac, mtu=dev.mtu,
+                vxlan_port_range={"low": dev.sport_min, "high": dev.sport_max + 1},
             )
             idx = ipr.link_lookup(ifname=dev.name)
         index = int(idx[0])

@@ -37,6 +37,7 @@
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/tcp.h>
 #include <linux/udp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -127,6 +128,19 @@ static __always_inline int parse_udphdr(struct rl_cursor *c, struct udphdr **udp
 		return -1;
 	c->pos = udp + 1;
 	*udpp = udp;
+	return 0;
+}
+
+/* TCP header (the fixed 20 bytes; options are not needed). 0, or -1 if
+ * truncated. */
+static __always_inline int parse_tcphdr(struct rl_cursor *c, struct tcphdr **tcpp)
+{
+	struct tcphdr *tcp = c->pos;
+
+	if ((void *)(tcp + 1) > c->end)
+		return -1;
+	c->pos = tcp + 1;
+	*tcpp = tcp;
 	return 0;
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -10,17 +10,35 @@ from agent.sandbox import Sandbox
 from tests.conftest import require_root, require_tools
 
 
+SandboxFactory = Callable[..., Sandbox]
+
+
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    """Two nodes, two pods each, agents running; removed even when the test fails."""
+def make_sandbox() -> Iterator[SandboxFactory]:
+    """Sandboxes with agents running (extra agent flags as arguments); every one is removed
+    when the test ends, failed or not."""
     require_root()
     require_tools("ip", "nsenter", "ping", "iperf3")
-    sb = Sandbox(nodes=2, pods=2).up()
-    try:
+    made: list[Sandbox] = []
+
+    def make(*agent_args: str, nodes: int = 2, pods: int = 2) -> Sandbox:
+        sb = Sandbox(nodes=nodes, pods=pods, agent_args=list(agent_args))
+        made.append(sb)
+        sb.up()
         sb.start_agents()
-        yield sb
+        return sb
+
+    try:
+        yield make
     finally:
-        sb.close()
+        for sb in made:
+            sb.close()
+
+
+@pytest.fixture
+def sandbox(make_sandbox: SandboxFactory) -> Sandbox:
+    """Two nodes, two pods each, agents with the default configuration."""
+    return make_sandbox()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

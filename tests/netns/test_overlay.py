@@ -12,6 +12,7 @@ from typing import Any
 
 from agent import traffic
 from agent.sandbox import Node, Sandbox
+from tests.netns.conftest import SandboxFactory
 
 
 def counters(node: Node) -> dict[str, int]:
@@ -35,7 +36,10 @@ def kernel_vxlan_tx(node: Node) -> int:
     return int(link["stats64"]["tx"]["packets"])
 
 
-def test_ping_udp_tcp_cross_node_through_ring_core(sandbox: Sandbox) -> None:
+def test_ping_udp_tcp_cross_node_through_ring_core(make_sandbox: SandboxFactory) -> None:
+    """tcpMode ring: every TCP packet, super-frames included, goes through the ring core, which
+    segments and checksums them itself; the digest proves the bytes are exact."""
+    sandbox = make_sandbox("--tcp-mode", "ring")
     n1, n2 = sandbox.nodes
     src, dst = n1.pods[0], n2.pods[0]
     before1, before2 = counters(n1), counters(n2)
@@ -54,8 +58,10 @@ def test_ping_udp_tcp_cross_node_through_ring_core(sandbox: Sandbox) -> None:
     assert after2["decap"] - before2["decap"] >= 10 + udp.packets_per_second
     assert after1["xdp_pod_redirect"] > before1["xdp_pod_redirect"]
     assert after2["xdp_wire_redirect"] > before2["xdp_wire_redirect"]
-    # ... the pod's partial checksums were completed in software ...
+    # ... the pod's partial checksums were completed in software, its TSO super-frames
+    # segmented ...
     assert after1["csum_filled"] > before1["csum_filled"]
+    assert after1["tso_segments"] > after1["tso_packets"] > before1["tso_packets"]
     # ... and none took the kernel's VXLAN route
     assert kernel_vxlan_tx(n1) == kernel_before
     assert after1["dropped"] == before1["dropped"]
@@ -115,3 +121,21 @@ def test_ring_core_killed_and_restarted_under_traffic(sandbox: Sandbox) -> None:
     assert fallback_during > fallback_before, "kernel fallback carried nothing while down"
     assert counters(n1)["encap"] > encap_restarted, "not accelerated again after restart"
     assert lost <= sent // 20, f"{lost} of {sent} lost across the two switches"
+
+
+def test_bulk_tcp_flow_moves_to_kernel_whole_and_exact(sandbox: Sandbox) -> None:
+    """tcpMode auto (default): a bulk flow leaves the ring core at its first super-frame, in
+    both directions (the receiver follows the sender's choice), and the bytes stay exact."""
+    n1, n2 = sandbox.nodes
+    src, dst = n1.pods[0], n2.pods[0]
+    before1, before2 = counters(n1), counters(n2)
+    xfer = traffic.tcp_transfer(src, dst, size=16 << 20)
+    assert xfer.exact, xfer
+    after1, after2 = counters(n1), counters(n2)
+    assert after1["xdp_pod_flow_to_kernel"] == before1["xdp_pod_flow_to_kernel"] + 1
+    assert after1["xdp_pod_pass_tcp_kernel"] > before1["xdp_pod_pass_tcp_kernel"]
+    assert after2["xdp_wire_pass_kernel_sent"] > before2["xdp_wire_pass_kernel_sent"]
+    # the receiver's ACKs took the kernel path too
+    assert after2["xdp_pod_pass_tcp_kernel"] > before2["xdp_pod_pass_tcp_kernel"]
+    # the ring core never segmented: the flow left before it had to
+    assert after1["tso_packets"] == before1["tso_packets"]

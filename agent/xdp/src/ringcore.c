@@ -60,8 +60,8 @@ static int opts_normalise(const struct rl_core_opts *in, struct rl_core_opts *ou
 	if (!out->vxlan_port)
 		out->vxlan_port = RL_VXLAN_PORT_DEFAULT;
 	if (!out->sport_min && !out->sport_max) {
-		out->sport_min = 32768;
-		out->sport_max = 60999;
+		out->sport_min = RL_RING_SPORT_MIN;
+		out->sport_max = RL_RING_SPORT_MAX;
 	}
 	if (!is_pow2(out->ring_size) || !is_pow2(out->ep_ring_size) ||
 	    out->batch_size > RL_BATCH_MAX || out->vni > 0xffffff ||

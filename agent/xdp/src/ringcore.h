@@ -37,7 +37,7 @@ struct rl_core_opts {
 	__u32 batch_size;		/* 1..RL_BATCH_MAX; 0: 64 */
 	__u32 vni;			/* 24 bits */
 	__u16 vxlan_port;		/* 0: 4789 */
-	__u16 sport_min;		/* 0 with sport_max 0: 32768..60999 */
+	__u16 sport_min;		/* 0 with sport_max 0: RL_RING_SPORT_MIN..MAX */
 	__u16 sport_max;
 	__u16 overlay_mtu;		/* largest inner IPv4 packet; TCP above is segmented */
 	__be32 underlay_ip;

@@ -42,6 +42,31 @@
 #define RL_XSK_SLOTS 1088
 #define RL_MAX_REMOTE_CIDRS 16384
 
+/*
+ * Outer UDP source ports. The ring core and the kernel fallback device use
+ * disjoint ranges (both still spread flows by hash inside theirs), so that
+ * from_wire can tell who sent a frame: the ring core's frames go to the
+ * receiving ring core, the kernel's to the receiving kernel. A flow steered
+ * to the kernel on one node therefore stays on the kernel on the other.
+ * The kernel's range is [MIN, MAX]; IFLA_VXLAN_PORT_RANGE takes MAX + 1.
+ */
+#define RL_RING_SPORT_MIN 49152
+#define RL_RING_SPORT_MAX 65535
+#define RL_KERNEL_SPORT_MIN 32768
+#define RL_KERNEL_SPORT_MAX 49151
+
+/*
+ * TCP steering, from_pod's rl_cfg_tcp_mode. AF_XDP has no TSO: the ring
+ * core segments a pod's 64 KiB super-frames one MTU at a time, which loses
+ * to the kernel's GSO on bulk TCP (measured: docs/datapath.md). AUTO keeps
+ * a TCP flow on the ring core until it sends its first super-frame, then
+ * moves the whole flow, for good, to the kernel path (rl_flows).
+ */
+#define RL_TCP_RING 0
+#define RL_TCP_KERNEL 1
+#define RL_TCP_AUTO 2
+#define RL_MAX_FLOWS 65536
+
 /* Longest descriptor chain the ring core accepts for one packet (64 KiB
  * TSO super-frame in 4 KiB chunks plus slack). */
 #define RL_MAX_FRAGS 20
@@ -78,6 +103,24 @@ struct rl_remote_info {
 };
 _Static_assert(sizeof(struct rl_remote_info) == 8, "rl_remote_info");
 
+/* rl_flows: a pod's TCP flow (its egress direction) -> path. Only flows
+ * moved to the kernel are stored; LRU, so finished flows age out. */
+struct rl_flow_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+};
+_Static_assert(sizeof(struct rl_flow_key) == 12, "rl_flow_key");
+
+#define RL_FLOW_KERNEL 1
+
+struct rl_flow_info {
+	__u32 path;		/* RL_FLOW_KERNEL */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct rl_flow_info) == 8, "rl_flow_info");
+
 /* rl_meta[0]: written once by whoever creates the pinned maps. */
 struct rl_meta {
 	__u32 abi_version;
@@ -104,7 +147,11 @@ enum rl_xdp_stat {
 	RL_XS_WIRE_PASS_OTHER_VNI = 11,
 	RL_XS_WIRE_PASS_NOT_LOCAL = 12,	/* inner destination is no accelerated pod */
 	RL_XS_WIRE_PASS_MALFORMED = 13,
-	RL_XS_MAX = 14,
+	RL_XS_POD_PASS_TCP_KERNEL = 14,	/* TCP of a flow steered to the kernel path */
+	RL_XS_POD_FLOW_TO_KERNEL = 15,	/* bulk TCP flows moved to the kernel (once each) */
+	RL_XS_WIRE_PASS_KERNEL_SENT = 16, /* source port outside the ring range: kernel's */
+	RL_XS_WIRE_PASS_FRAGMENT = 17,	/* outer fragment: the kernel reassembles */
+	RL_XS_MAX = 18,
 };
 
 /*

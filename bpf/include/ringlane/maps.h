@@ -63,6 +63,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rl_remote_cidrs SEC(".maps");
 
+/* Bulk TCP flows moved to the kernel path (see RL_TCP_AUTO). LRU: a flow
+ * that ends simply ages out; a flow evicted while still running is moved
+ * again by its next super-frame. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RL_MAX_FLOWS);
+	__type(key, struct rl_flow_key);
+	__type(value, struct rl_flow_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rl_flows SEC(".maps");
+
 /* Per-CPU counters indexed by enum rl_xdp_stat: per-CPU so that the hot
  * path increments without atomics; readers sum over possible CPUs. */
 struct {
