@@ -149,7 +149,8 @@ static void cmd_vxlan(char **save)
 
 	printf("{\"ret\":%d", ret);
 	if (ret == 0) {
-		printf(",\"inner_off\":%u,\"vni\":%u,\"outer_saddr\":", vi.inner_off, vi.vni);
+		printf(",\"inner_off\":%u,\"inner_len\":%u,\"vni\":%u,\"outer_saddr\":",
+		       vi.inner_off, vi.inner_len, vi.vni);
 		put_hex((const __u8 *)&vi.outer_saddr, 4);
 	}
 	printf("}\n");

@@ -85,6 +85,7 @@ class VxlanInfo:
 
     ret: int
     inner_off: int = 0
+    inner_len: int = 0
     vni: int = 0
     outer_saddr: bytes = b""
 

@@ -275,7 +275,17 @@ def test_vxlan_valid(pkt: PktHarness, ihl: int) -> None:
     assert r.ret == 0
     assert r.inner_off == ETH_HLEN + ihl * 4 + UDP_HLEN + VXLAN_HLEN
     assert frame[r.inner_off:] == inner_frame()
+    assert r.inner_len == len(inner_frame())
     assert (r.vni, r.outer_saddr) == (VNI, ip4("192.168.7.7"))
+
+
+def test_vxlan_inner_len_ignores_trailing_bytes(pkt: PktHarness) -> None:
+    """Bytes after the UDP datagram (Ethernet padding, garbage) are not the inner frame's: the
+    inner length comes from the UDP length, so a lying inner header cannot reach them."""
+    frame = vxlan_frame(inner_frame(), vni=VNI) + b"\xee" * 40
+    r = pkt.parse_vxlan(frame, VNI, VXLAN_PORT)
+    assert r.ret == 0
+    assert r.inner_len == len(inner_frame())
 
 
 def test_vxlan_other_port(pkt: PktHarness) -> None:

@@ -217,6 +217,7 @@ int rl_parse_vxlan(const __u8 *frame, __u32 len, __u32 vni, __u16 port,
 
 	memset(out, 0, sizeof(*out));
 	out->inner_off = (__u16)(RL_ETH_HLEN + ihl_len + RL_UDP_HLEN + RL_VXLAN_HDR_LEN);
+	out->inner_len = (__u16)(udp_len - RL_UDP_HLEN - RL_VXLAN_HDR_LEN);
 	memcpy(&out->outer_saddr, ip + 12, 4);
 	out->vni = vni;
 	return 0;

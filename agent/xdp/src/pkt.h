@@ -50,7 +50,8 @@ struct rl_encap_params {
 /* A parsed outer VXLAN frame. */
 struct rl_vxlan_info {
 	__u16 inner_off;	/* offset of the inner Ethernet header */
-	__u16 pad;
+	__u16 inner_len;	/* inner frame length, from the UDP length (not the
+				 * buffer: trailing bytes are not the inner frame's) */
 	__be32 outer_saddr;
 	__u32 vni;		/* host order */
 };

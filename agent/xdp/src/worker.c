@@ -261,7 +261,7 @@ static void from_wire(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k)
 	if (err)
 		goto drop;
 	inner = data + vi.inner_off;
-	err = rl_parse_inner(inner, d->len - vi.inner_off, false, &info);
+	err = rl_parse_inner(inner, vi.inner_len, false, &info);
 	if (err)
 		goto drop;
 	ep = rl_fwd_local_lookup(&c->fwd, info.daddr);
