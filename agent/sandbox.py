@@ -85,12 +85,14 @@ class Sandbox:
     """`with Sandbox(nodes=2, pods=2) as sb: sb.start_agents(); ...`"""
 
     def __init__(self, *, nodes: int = 2, pods: int = 2, prefix: str | None = None,
-                 agent_args: list[str] | None = None) -> None:
+                 agent_args: list[str] | None = None,
+                 agent_env: dict[str, str] | None = None) -> None:
         if not 2 <= nodes <= 50 or not 1 <= pods <= 50:
             raise RinglaneError("sandbox: 2..50 nodes and 1..50 pods per node")
         self.prefix = prefix or f"rl{secrets.token_hex(3)}"
         self.base_run = Path("/run") / f"ringlane-{self.prefix}"
         self.agent_args = agent_args or []
+        self.agent_env = {**os.environ, **(agent_env or {})}
         self.namespaces: list[str] = []
         self.nodes = [
             Node(
@@ -187,7 +189,8 @@ class Sandbox:
     def start_agent(self, node: Node, *, timeout: float = 30.0) -> None:
         node.log_path = node.run_dir / "agent.log"
         logf = node.log_path.open("ab")
-        node.agent = subprocess.Popen(self._agent_cmd(node), stdout=logf, stderr=logf)
+        node.agent = subprocess.Popen(self._agent_cmd(node), stdout=logf, stderr=logf,
+                                      env=self.agent_env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if node.agent.poll() is not None:

@@ -63,7 +63,13 @@ def _cdef_section(text: str, name: str) -> str:
     return m.group(1).replace("RL_INLINE ", "")
 
 
-def make_ffibuilder(module: str) -> FFI:
+SANITIZE = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+            "-fno-omit-frame-pointer"]
+
+
+def make_ffibuilder(module: str, *, sanitize: bool = False) -> FFI:
+    """The builder of `module`; with `sanitize`, an ASan/UBSan build named `<module>_asan`
+    that the test suite loads into agents started with libasan preloaded."""
     headers, sources = MODULES[module]
     ffi = FFI()
     parts = [_TYPEDEFS, _cdef_from_abi((BPF_INCLUDE / "ringlane" / "abi.h").read_text())]
@@ -71,13 +77,15 @@ def make_ffibuilder(module: str) -> FFI:
     ffi.cdef("\n".join(parts))
     includes = "".join(f'#include "{h}"\n' for h in headers)
     ffi.set_source(
-        f"agent.xdp.{module}",
+        f"agent.xdp.{module}_asan" if sanitize else f"agent.xdp.{module}",
         '#include "ringlane/abi.h"\n' + includes,
         sources=[str((SRC / c).relative_to(ROOT)) for c in sources],
         include_dirs=[str(SRC), str(BPF_INCLUDE)],
         libraries=["xdp", "bpf", "pthread"],
         extra_compile_args=["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
-                            "-Wno-unused-parameter", "-fno-strict-aliasing"],
+                            "-Wno-unused-parameter", "-fno-strict-aliasing",
+                            *(SANITIZE if sanitize else [])],
+        extra_link_args=SANITIZE if sanitize else [],
     )
     return ffi
 
@@ -96,11 +104,13 @@ def bpfobj_ffi() -> FFI:
 
 if __name__ == "__main__":
     # Developer shortcut: rebuild in place what `pip install -e .` builds, or only the modules
-    # named on the command line (`python agent/xdp/_build.py _bpfobj bpf`).
+    # named on the command line (`python agent/xdp/_build.py _bpfobj bpf`; a name ending in
+    # _asan builds the sanitizer variant).
     wanted = sys.argv[1:] or [*MODULES, "bpf"]
     _toolchain.check_toolchain()
     for name in wanted:
         if name == "bpf":
             _toolchain.build_bpf_objects(ROOT / "bpf", HERE / "bpf")
         else:
-            make_ffibuilder(name).compile(tmpdir=str(ROOT))
+            base = name.removesuffix("_asan")
+            make_ffibuilder(base, sanitize=base != name).compile(tmpdir=str(ROOT))

@@ -16,13 +16,20 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from agent.xdp.bpfobj import BpfError, ffi, lib
 
 _BPF_ANY = 0  # bpf_map_update_elem flags: create or replace (uapi linux/bpf.h)
 
-_MAPS = ("rl_endpoints", "rl_local_ips", "rl_remote_cidrs", "rl_xdp_stats", "rl_meta")
+_MAPS = (
+    "rl_endpoints",
+    "rl_local_ips",
+    "rl_remote_cidrs",
+    "rl_flows",
+    "rl_xdp_stats",
+    "rl_meta",
+)
 
 _STAT_PREFIX = "RL_XS_"
 
@@ -48,6 +55,11 @@ def _from_be32(value: int) -> IPv4Address:
     return IPv4Address(int(value).to_bytes(4, sys.byteorder))
 
 
+def _from_be16(value: int) -> int:
+    """A __be16 field's value (its bytes as they lie in memory) as a host-order number."""
+    return int.from_bytes(int(value).to_bytes(2, sys.byteorder), "big")
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """An rl_endpoints value: the pod behind a host veth."""
@@ -63,6 +75,18 @@ class LocalIp:
 
     slot: int
     ifindex: int
+
+
+class Flow(NamedTuple):
+    """An rl_flows key: a pod's TCP flow in its egress direction (the pod is saddr/sport).
+
+    Ports are host order. A plain tuple, so (saddr, daddr, sport, dport) compares equal.
+    """
+
+    saddr: IPv4Address
+    daddr: IPv4Address
+    sport: int
+    dport: int
 
 
 class PinnedMaps:
@@ -237,6 +261,27 @@ class PinnedMaps:
             if self._lookup("rl_remote_cidrs", key, val):
                 net = IPv4Network((_from_be32(key.addr), int(key.prefixlen)))
                 out[net] = _from_be32(val.node_ip)
+        return out
+
+    # --- TCP flows steered to the kernel path (written by the XDP programs) ------------------
+
+    def flows(self) -> set[Flow]:
+        """Every TCP flow the XDP programs moved to the kernel path (RL_TCP_AUTO).
+
+        from_pod records a pod's flow at its first TSO super-frame; from_wire records the
+        reverse of a flow whose frames a kernel VXLAN sender sent. rl_flows is an LRU map, so
+        finished (or merely old) flows may be gone.
+        """
+        out: set[Flow] = set()
+        for key in self._keys("rl_flows", "struct rl_flow_key"):
+            out.add(
+                Flow(
+                    saddr=_from_be32(key.saddr),
+                    daddr=_from_be32(key.daddr),
+                    sport=_from_be16(key.sport),
+                    dport=_from_be16(key.dport),
+                )
+            )
         return out
 
     # --- counters and metadata ---------------------------------------------------------------

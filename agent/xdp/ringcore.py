@@ -8,12 +8,22 @@ object and, where one exists, the remedy.
 from __future__ import annotations
 
 import enum
+import importlib
+import os
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from agent.errors import ConfigError, check
-from agent.xdp._ringcore import ffi, lib
+
+# RINGLANE_SANITIZED_CORE=1 loads the ASan/UBSan build (agent/xdp/_build.py ..._asan), which
+# only the test suite builds and runs, in agents started with libasan preloaded.
+_native = importlib.import_module(
+    "agent.xdp._ringcore_asan" if os.environ.get("RINGLANE_SANITIZED_CORE") == "1"
+    else "agent.xdp._ringcore"
+)
+ffi: Any = _native.ffi
+lib: Any = _native.lib
 
 
 def _enum_from_lib(name: str, prefix: str, last: str) -> Any:

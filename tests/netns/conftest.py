@@ -9,7 +9,6 @@ import pytest
 from agent.sandbox import Sandbox
 from tests.conftest import require_root, require_tools
 
-
 SandboxFactory = Callable[..., Sandbox]
 
 
