@@ -12,7 +12,7 @@ APT_PACKAGES=(
   # sanitizer and libFuzzer runtimes for the native tests
   libclang-rt-14-dev
   # the node: netlink tools the tests and demo use, CNI plugins to chain with
-  iproute2 iputils-ping util-linux ethtool containernetworking-plugins
+  iproute2 iputils-ping util-linux ethtool bpftool containernetworking-plugins
   # traffic for the demo, tests and benchmarks
   iperf3 sockperf netsniff-ng
 )
