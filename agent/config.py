@@ -30,6 +30,7 @@ class AgentConfig:
     busy_poll: bool = False
     hugepages: bool = True
     frames: int = 16384
+    ring_size: int = 2048  # underlay AF_XDP rings (rx, tx, fill, completion)
     pod_xdp_mode: str = "skb"  # skb (generic) keeps the pod's TSO; native is faster per packet
     wire_xdp_mode: str = "auto"  # auto: skb on a veth underlay (keeps its peer's TSO), else native
     tcp_mode: str = "auto"  # auto: bulk TCP flows move to the kernel path; ring; kernel
@@ -47,6 +48,10 @@ class AgentConfig:
             raise ConfigError(f"batchSize: {self.batch_size} is not in 1..256")
         if self.frames < 4096 or self.frames & (self.frames - 1):
             raise ConfigError(f"frames: {self.frames} must be a power of two >= 4096")
+        if not 64 <= self.ring_size <= 16384 or self.ring_size & (self.ring_size - 1):
+            raise ConfigError(f"ringSize: {self.ring_size} must be a power of two in 64..16384")
+        if self.frames < 2 * self.ring_size:
+            raise ConfigError(f"frames: {self.frames} must be at least 2 x ringSize")
         if self.pod_xdp_mode not in ("skb", "native"):
             raise ConfigError(f"podXdpMode: {self.pod_xdp_mode!r} is not 'skb' or 'native'")
         if self.wire_xdp_mode not in ("auto", "skb", "native"):

@@ -146,7 +146,8 @@ class NodeDatapath:
             underlay_ifname=self.underlay.name, underlay_ip=self.underlay_addr.ip,
             underlay_mac=self.underlay.mac, vtep_mac=self.vtep_mac,
             xsks_map_fd=wire_obj.map_fd("rl_xsks"), vni=cfg.vni, vxlan_port=cfg.vxlan_port,
-            overlay_mtu=self.overlay_mtu, n_frames=cfg.frames, batch_size=cfg.batch_size,
+            overlay_mtu=self.overlay_mtu, n_frames=cfg.frames, ring_size=cfg.ring_size,
+            batch_size=cfg.batch_size,
             busy_poll=cfg.busy_poll, hugepages=cfg.hugepages, cpu=cfg.cpu,
         )
         self._core.start()

@@ -139,3 +139,16 @@ def test_bulk_tcp_flow_moves_to_kernel_whole_and_exact(sandbox: Sandbox) -> None
     assert after2["xdp_pod_pass_tcp_kernel"] > before2["xdp_pod_pass_tcp_kernel"]
     # the ring core never segmented: the flow left before it had to
     assert after1["tso_packets"] == before1["tso_packets"]
+
+
+def test_tx_ring_full_is_a_counted_drop_and_nothing_leaks(make_sandbox: SandboxFactory) -> None:
+    """A 64-entry underlay ring cannot hold the segments of the super-frames one batch brings:
+    the excess is dropped and counted (TCP retransmits it), and every frame stays accounted."""
+    sandbox = make_sandbox("--tcp-mode", "ring", "--ring-size", "64", "--frames", "4096")
+    n1, n2 = sandbox.nodes
+    xfer = traffic.tcp_transfer(n1.pods[0], n2.pods[0], size=8 << 20)
+    assert xfer.exact, xfer
+    drops = n1.stats()["core"]["worker"]["drops"]
+    assert drops.get("tx_ring_full", 0) > 0, drops
+    for node in sandbox.nodes:
+        assert_frames_accounted(node)

@@ -129,6 +129,8 @@ void rl_worker_refill(struct rl_core *c, struct rl_sock *s)
 	want = s->fill_target - level;
 	if (want > c->pool->top)
 		want = c->pool->top;
+	/* never more than the ring has room for, or the reserve fails whole */
+	want = rl_ring_prod_nb_free(&s->fill, want);
 	n = rl_ring_prod_reserve(&s->fill, want, &idx);
 	if (!n)
 		return;
