@@ -12,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from agent.xdp.bpfobj import lib
+
 from .xdp_harness import (
+    RING_SPORT_MAX,
+    RING_SPORT_MIN,
     Datapath,
+    MakeDatapath,
     Netns,
     XskSocket,
     make_pin_dir,
@@ -71,3 +76,32 @@ def datapath(pin_dir: Path, testns: Netns, test_ifindex: int) -> Iterator[Datapa
         yield dp
     finally:
         dp.close()
+
+
+@pytest.fixture
+def make_datapath(testns: Netns, test_ifindex: int) -> Iterator[MakeDatapath]:
+    """Datapath.load with other load-time constants (tcp_mode, ring_sports), each call in a
+    pin directory of its own; all of them are closed and unpinned after the test."""
+    pin_dirs: list[Path] = []
+    loaded: list[Datapath] = []
+
+    def make(
+        *,
+        tcp_mode: int | None = lib.RL_TCP_AUTO,
+        ring_sports: tuple[int, int] | None = (RING_SPORT_MIN, RING_SPORT_MAX),
+    ) -> Datapath:
+        path = make_pin_dir()
+        pin_dirs.append(path)
+        dp = Datapath.load(path, testns, test_ifindex, tcp_mode=tcp_mode, ring_sports=ring_sports)
+        loaded.append(dp)
+        return dp
+
+    try:
+        yield make
+    finally:
+        try:
+            for dp in loaded:
+                dp.close()
+        finally:
+            for path in pin_dirs:
+                remove_pin_dir(path)

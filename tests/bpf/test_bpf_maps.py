@@ -12,10 +12,12 @@ import pytest
 
 from agent.xdp import bpfobj
 from agent.xdp.bpfobj import BpfError, XdpObject, ensure_bpffs, ffi, lib, object_path
-from agent.xdp.maps import Endpoint, LocalIp, PinnedMaps
+from agent.xdp.maps import Endpoint, Flow, LocalIp, PinnedMaps
 
 from ..native.packets import ip4, udp_frame
 from .xdp_harness import XDP_PASS, XDP_REDIRECT, Datapath, XskSocket, needs_root
+
+BPF_MAP_TYPE_LRU_HASH = 9  # uapi linux/bpf.h enum bpf_map_type
 
 pytestmark = [pytest.mark.bpf, needs_root]
 
@@ -24,8 +26,55 @@ MAC = bytes.fromhex("0a0000000001")
 
 def test_maps_are_pinned_by_name(datapath: Datapath, pin_dir: Path) -> None:
     assert sorted(p.name for p in pin_dir.iterdir()) == sorted(
-        ["rl_xsks", "rl_endpoints", "rl_local_ips", "rl_remote_cidrs", "rl_xdp_stats", "rl_meta"]
+        [
+            "rl_xsks",
+            "rl_endpoints",
+            "rl_local_ips",
+            "rl_remote_cidrs",
+            "rl_flows",
+            "rl_xdp_stats",
+            "rl_meta",
+        ]
     )
+
+
+def _fdinfo(fd: int) -> dict[str, str]:
+    """The kernel's own description of a BPF map fd (/proc/self/fdinfo), independent of libbpf."""
+    out: dict[str, str] = {}
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            out[name.strip()] = value.strip()
+    return out
+
+
+def test_flows_map_is_an_lru_of_flow_keys(datapath: Datapath) -> None:
+    """LRU, so that finished flows age out without the agent; sizes as abi.h lays them out."""
+    info = _fdinfo(datapath.pod.map_fd("rl_flows"))
+    assert (info["map_type"], info["key_size"], info["value_size"], info["max_entries"]) == (
+        str(BPF_MAP_TYPE_LRU_HASH),
+        str(ffi.sizeof("struct rl_flow_key")),
+        str(ffi.sizeof("struct rl_flow_info")),
+        str(lib.RL_MAX_FLOWS),
+    )
+    assert (ffi.sizeof("struct rl_flow_key"), ffi.sizeof("struct rl_flow_info")) == (12, 8)
+    # both objects share one map: the one from_wire writes is the one from_pod reads
+    wire_info = _fdinfo(datapath.wire.map_fd("rl_flows"))
+    assert wire_info["map_id"] == info["map_id"]
+
+
+def test_flows_reads_what_the_map_holds(datapath: Datapath) -> None:
+    """flows() turns the network-order key back into addresses and host-order ports. The
+    harness writes the key from wire bytes, not through agent.xdp.maps."""
+    m = datapath.maps
+    assert m.flows() == set()
+    a = Flow(IPv4Address("10.244.1.2"), IPv4Address("10.244.2.3"), 40000, 5201)
+    b = Flow(IPv4Address("10.244.1.7"), IPv4Address("10.245.0.1"), 1, 65535)
+    datapath.put_flow(a)
+    datapath.put_flow(b)
+    assert m.flows() == {a, b}
+    assert (IPv4Address("10.244.1.2"), IPv4Address("10.244.2.3"), 40000, 5201) in m.flows()
+    assert datapath.flow_info(a) == (lib.RL_FLOW_KERNEL, 0)
 
 
 def test_endpoints_roundtrip_and_idempotent_delete(datapath: Datapath) -> None:
@@ -97,6 +146,13 @@ def test_xdp_stats_names_come_from_the_enum(datapath: Datapath) -> None:
     assert len(stats) == lib.RL_XS_MAX
     assert stats["pod_redirect"] == 0
     assert stats["wire_pass_malformed"] == 0
+    # the counters of TCP steering and of outer fragments
+    assert {
+        "pod_pass_tcp_kernel",
+        "pod_flow_to_kernel",
+        "wire_pass_kernel_sent",
+        "wire_pass_fragment",
+    } <= set(stats)
     assert set(stats.values()) == {0}
 
 

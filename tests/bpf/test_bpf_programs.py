@@ -1,8 +1,11 @@
 """rl_from_pod and rl_from_wire under BPF_PROG_TEST_RUN: one table row per verdict and reason.
 
-Each row is data: the program, the frame it sees, what the maps hold, the expected XDP action and
-the one rl_xdp_stats counter that must move (by exactly one; no other counter may move). Every
-enum rl_xdp_stat outcome of both programs appears at least once (checked by
+Each row is data: the program, the from_pod TCP mode it is loaded with, the frame it sees, what
+the maps hold, the expected XDP action, the one rl_xdp_stats counter that gives the verdict's
+reason, any event counter that moves with it (pod_flow_to_kernel), and the rl_flows entries the
+run adds. Counters move by exactly one, no other counter may move, and rl_flows must end up
+holding exactly what it held before plus the row's new flows, each with path RL_FLOW_KERNEL.
+Every enum rl_xdp_stat outcome of both programs appears at least once (checked by
 test_every_counter_is_covered).
 
 Limits of BPF_PROG_TEST_RUN: the kernel refuses input shorter than an Ethernet header, so
@@ -12,12 +15,15 @@ redirect is only decided, not performed, so REDIRECT rows prove the verdict and 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
+from typing import TypedDict
 
 import pytest
 
 from agent.xdp.bpfobj import lib
+from agent.xdp.maps import Flow
 
 from ..native.packets import (
     ETH_HLEN,
@@ -27,6 +33,7 @@ from ..native.packets import (
     IPPROTO_TCP,
     IPPROTO_UDP,
     IPV4_HLEN,
+    TCP_HLEN,
     UDP_HLEN,
     VXLAN_FLAG_I,
     VXLAN_HLEN,
@@ -35,18 +42,20 @@ from ..native.packets import (
     ip4,
     ipv4,
     tcp,
-    tcp_frame,
     udp,
     udp_frame,
     vxlan,
 )
 from .xdp_harness import (
     OVERLAY_MTU,
+    RING_SPORT_MAX,
+    RING_SPORT_MIN,
     VNI,
     VXLAN_PORT,
     XDP_PASS,
     XDP_REDIRECT,
     Datapath,
+    MakeDatapath,
     XskSocket,
     needs_root,
 )
@@ -65,6 +74,24 @@ REMOTE_POD = "10.244.2.3"
 EP_SLOT = 5  # XSKMAP slot of the test veth's socket
 OUTER_OVERHEAD = ETH_HLEN + IPV4_HLEN + UDP_HLEN + VXLAN_HLEN
 
+# from_pod's TCP modes (rl_cfg_tcp_mode)
+AUTO = lib.RL_TCP_AUTO
+RING = lib.RL_TCP_RING
+KERNEL = lib.RL_TCP_KERNEL
+
+# Outer UDP source ports: the ring core's (inside the harness's RING_SPORT_MIN..MAX) and the kernel
+# VXLAN device's (abi.h's kernel range, outside the ring range under any configuration here).
+RING_SPORT = (RING_SPORT_MIN + RING_SPORT_MAX) // 2
+KERNEL_SPORT = lib.RL_KERNEL_SPORT_MIN
+
+# The TCP flow of the scenario, as rl_flows keys it (the local pod's egress direction). Ports and
+# addresses all differ from their swapped and byte-swapped selves, so a key built from the wrong
+# field or in the wrong byte order cannot match.
+POD_PORT = 40000  # the local pod's (client) port
+PEER_PORT = 5201  # the remote pod's (server) port
+FLOW = Flow(IPv4Address(LOCAL_POD), IPv4Address(REMOTE_POD), POD_PORT, PEER_PORT)
+OTHER_FLOW = FLOW._replace(sport=POD_PORT + 1)
+
 
 @dataclass(frozen=True)
 class Maps:
@@ -74,9 +101,15 @@ class Maps:
     endpoint_slot: int | None = EP_SLOT  # rl_endpoints[ingress device]; None: not registered
     local_ips: tuple[str, ...] = (LOCAL_POD,)
     xsk_slots: tuple[int, ...] = ()  # slots that hold a bound AF_XDP socket
+    flows: tuple[Flow, ...] = ()  # rl_flows: flows already moved to the kernel path
 
 
 SERVED = Maps(xsk_slots=(EP_SLOT, UNDERLAY))  # ring core up: pod socket and queue 0's socket
+
+
+def served_with(*flows: Flow) -> Maps:
+    """SERVED, with `flows` already in rl_flows."""
+    return Maps(xsk_slots=SERVED.xsk_slots, flows=flows)
 
 
 @dataclass(frozen=True)
@@ -88,6 +121,20 @@ class Case:
     counter: str  # rl_xdp_stats name, as PinnedMaps.xdp_stats() spells it
     maps: Maps = field(default_factory=Maps)
     rx_queue: int = 0
+    tcp_mode: int = AUTO  # from_pod's rl_cfg_tcp_mode
+    also: tuple[str, ...] = ()  # event counters that move by one besides `counter`
+    new_flows: tuple[Flow, ...] = ()  # rl_flows entries the run adds
+
+
+class Effects(TypedDict):
+    """Case keywords for what a run does besides its verdict."""
+
+    also: tuple[str, ...]
+    new_flows: tuple[Flow, ...]
+
+
+# What FLOW's first super-frame does in AUTO mode.
+MOVED = Effects(also=("pod_flow_to_kernel",), new_flows=(FLOW,))
 
 
 # --- frames -------------------------------------------------------------------------------
@@ -99,10 +146,30 @@ def pod_udp(size: int = 100, *, options: bytes = b"") -> bytes:
     return udp_frame(payload, saddr=ip4(LOCAL_POD), daddr=ip4(REMOTE_POD), options=options)
 
 
-def pod_tcp(size: int = 100) -> bytes:
-    """Pod -> remote pod TCP frame whose IPv4 total length is `size` (a TSO frame if large)."""
-    payload = b"t" * (size - IPV4_HLEN - 20)
-    return tcp_frame(payload, saddr=ip4(LOCAL_POD), daddr=ip4(REMOTE_POD))
+def pod_tcp(
+    size: int = 100,
+    *,
+    sport: int = POD_PORT,
+    dport: int = PEER_PORT,
+    ttl: int = 64,
+    options: bytes = b"",
+    mf: bool = False,
+) -> bytes:
+    """Pod -> remote pod TCP frame (FLOW by default) whose IPv4 total length is `size` (a TSO
+    super-frame if above the overlay MTU). mf: the first fragment of a fragmented packet."""
+    payload = b"t" * (size - IPV4_HLEN - len(options) - TCP_HLEN)
+    saddr, daddr = ip4(LOCAL_POD), ip4(REMOTE_POD)
+    seg = tcp(payload, sport=sport, dport=dport, saddr=saddr, daddr=daddr)
+    return eth() + ipv4(
+        seg,
+        saddr=saddr,
+        daddr=daddr,
+        proto=IPPROTO_TCP,
+        ttl=ttl,
+        df=not mf,
+        mf=mf,
+        options=options,
+    )
 
 
 def pod_ip(
@@ -134,6 +201,32 @@ def inner(daddr: str = LOCAL_POD, size: int = 100) -> bytes:
     return udp_frame(payload, saddr=ip4(REMOTE_POD), daddr=ip4(daddr))
 
 
+def inner_tcp(
+    daddr: str = LOCAL_POD,
+    *,
+    sport: int = PEER_PORT,
+    dport: int = POD_PORT,
+    mf: bool = False,
+    frag_offset: int = 0,
+) -> bytes:
+    """Remote pod -> local pod TCP frame, as carried inside VXLAN: FLOW's reverse by default.
+
+    With frag_offset, a later fragment: what follows the IPv4 header is payload, not TCP."""
+    saddr = ip4(REMOTE_POD)
+    seg = tcp(b"r" * 60, sport=sport, dport=dport, saddr=saddr, daddr=ip4(daddr))
+    if frag_offset:
+        seg = b"\xee" * len(seg)
+    return eth() + ipv4(
+        seg,
+        saddr=saddr,
+        daddr=ip4(daddr),
+        proto=IPPROTO_TCP,
+        df=not (mf or frag_offset),
+        mf=mf,
+        frag_offset=frag_offset,
+    )
+
+
 def wire(
     inner_frame: bytes | None = None,
     *,
@@ -141,6 +234,7 @@ def wire(
     flags: int = VXLAN_FLAG_I,
     reserved1: int = 0,
     reserved2: int = 0,
+    sport: int = RING_SPORT,
     dport: int = VXLAN_PORT,
     proto: int = IPPROTO_UDP,
     mf: bool = False,
@@ -148,12 +242,13 @@ def wire(
     options: bytes = b"",
     ihl: int | None = None,
 ) -> bytes:
-    """Node B -> this node VXLAN frame around `inner_frame`."""
+    """Node B -> this node VXLAN frame around `inner_frame`, sent by B's ring core (a source port
+    in the ring range) unless `sport` says otherwise."""
     if inner_frame is None:
         inner_frame = inner()
     saddr, daddr = ip4("192.168.0.2"), ip4("192.168.0.1")
     body = vxlan(inner_frame, vni=vni, flags=flags, reserved1=reserved1, reserved2=reserved2)
-    seg = udp(body, sport=49152, dport=dport, saddr=saddr, daddr=daddr, csum=Csum.ZERO)
+    seg = udp(body, sport=sport, dport=dport, saddr=saddr, daddr=daddr, csum=Csum.ZERO)
     return eth() + ipv4(
         seg,
         saddr=saddr,
@@ -179,8 +274,22 @@ def inner_ip(*, version: int = 4, ihl: int | None = None, options: bytes = b"") 
     )
 
 
+def pod_tcp_later_fragment() -> bytes:
+    """A later fragment of pod TCP to the remote pod: no TCP header, so no ports to key on."""
+    return eth() + ipv4(
+        b"\xee" * 40,
+        saddr=ip4(LOCAL_POD),
+        daddr=ip4(REMOTE_POD),
+        proto=IPPROTO_TCP,
+        frag_offset=185,
+    )
+
+
 NOP4 = b"\x01\x01\x01\x01"  # four IPv4 NOP options: a valid header with IHL 6
 FULL_WIRE = wire()
+KERNEL_TCP = wire(inner_tcp(), sport=KERNEL_SPORT)  # FLOW's reverse, from B's kernel VXLAN device
+# KERNEL_TCP cut one byte short of the end of the inner TCP header
+TRUNC_TCP = OUTER_OVERHEAD + ETH_HLEN + IPV4_HLEN + TCP_HLEN - 1
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -194,10 +303,10 @@ CASES = [
          SERVED),
     Case("pod redirect udp at mtu", POD, pod_udp(OVERLAY_MTU), XDP_REDIRECT, "pod_redirect",
          SERVED),
-    Case("pod redirect tcp above mtu", POD, pod_tcp(OVERLAY_MTU + 1), XDP_REDIRECT,
-         "pod_redirect", SERVED),
-    Case("pod redirect tso superframe multibuffer", POD, pod_tcp(60000), XDP_REDIRECT,
-         "pod_redirect", SERVED),
+    Case("pod redirect tcp above mtu ring mode", POD, pod_tcp(OVERLAY_MTU + 1), XDP_REDIRECT,
+         "pod_redirect", SERVED, tcp_mode=RING),
+    Case("pod redirect tso superframe multibuffer ring mode", POD, pod_tcp(60000),
+         XDP_REDIRECT, "pod_redirect", SERVED, tcp_mode=RING),
     Case("pod redirect lpm shorter prefix", POD, pod_ip(daddr="10.245.9.9"), XDP_REDIRECT,
          "pod_redirect",
          Maps(remote_cidrs=(("10.245.0.0/16", "192.168.0.3"),), xsk_slots=(EP_SLOT,))),
@@ -226,6 +335,78 @@ CASES = [
          XDP_PASS, "pod_pass_oversize", SERVED),
     Case("pod oversize udp gso superframe", POD, pod_udp(30000), XDP_PASS,
          "pod_pass_oversize", SERVED),
+    # from_pod TCP, AUTO mode: on the ring core until the flow's first super-frame, then on the
+    # kernel path for good (rl_flows); the steering precedes the socket, so it holds with the
+    # ring core down too
+    Case("pod tcp auto small", POD, pod_tcp(), XDP_REDIRECT, "pod_redirect", SERVED),
+    Case("pod tcp auto at mtu", POD, pod_tcp(OVERLAY_MTU), XDP_REDIRECT, "pod_redirect",
+         SERVED),
+    Case("pod tcp auto small ring core down", POD, pod_tcp(), XDP_PASS, "pod_fallback"),
+    Case("pod tcp auto above mtu moves flow", POD, pod_tcp(OVERLAY_MTU + 1), XDP_PASS,
+         "pod_pass_tcp_kernel", SERVED, **MOVED),
+    Case("pod tcp auto superframe 3000 moves flow", POD, pod_tcp(3000), XDP_PASS,
+         "pod_pass_tcp_kernel", SERVED, **MOVED),
+    Case("pod tcp auto tso superframe multibuffer moves flow", POD, pod_tcp(60000), XDP_PASS,
+         "pod_pass_tcp_kernel", SERVED, **MOVED),
+    Case("pod tcp auto superframe ip options moves flow", POD, pod_tcp(3000, options=NOP4),
+         XDP_PASS, "pod_pass_tcp_kernel", SERVED, **MOVED),
+    Case("pod tcp auto superframe ring core down moves flow", POD, pod_tcp(3000), XDP_PASS,
+         "pod_pass_tcp_kernel", **MOVED),
+    Case("pod tcp auto known flow small", POD, pod_tcp(), XDP_PASS, "pod_pass_tcp_kernel",
+         served_with(FLOW)),
+    Case("pod tcp auto known flow superframe moved once", POD, pod_tcp(3000), XDP_PASS,
+         "pod_pass_tcp_kernel", served_with(FLOW)),
+    Case("pod tcp auto other sport redirected", POD, pod_tcp(sport=POD_PORT + 1),
+         XDP_REDIRECT, "pod_redirect", served_with(FLOW)),
+    Case("pod tcp auto other dport redirected", POD, pod_tcp(dport=PEER_PORT + 1),
+         XDP_REDIRECT, "pod_redirect", served_with(FLOW)),
+    Case("pod tcp auto other saddr redirected", POD, pod_tcp(), XDP_REDIRECT, "pod_redirect",
+         served_with(FLOW._replace(saddr=IPv4Address("10.244.1.3")))),
+    Case("pod tcp auto other daddr redirected", POD, pod_tcp(), XDP_REDIRECT, "pod_redirect",
+         served_with(FLOW._replace(daddr=IPv4Address("10.244.2.4")))),
+    Case("pod tcp auto ports swapped redirected", POD, pod_tcp(), XDP_REDIRECT, "pod_redirect",
+         served_with(FLOW._replace(sport=PEER_PORT, dport=POD_PORT))),
+    Case("pod tcp auto reverse flow redirected", POD, pod_tcp(), XDP_REDIRECT, "pod_redirect",
+         served_with(Flow(FLOW.daddr, FLOW.saddr, FLOW.dport, FLOW.sport))),
+    Case("pod udp same tuple as kernel flow", POD, pod_udp(), XDP_REDIRECT, "pod_redirect",
+         served_with(FLOW)),
+    Case("pod tcp auto first fragment", POD, pod_tcp(mf=True), XDP_PASS,
+         "pod_pass_tcp_kernel", SERVED),
+    Case("pod tcp auto later fragment", POD, pod_tcp_later_fragment(), XDP_PASS,
+         "pod_pass_tcp_kernel", SERVED),
+    Case("pod tcp auto truncated tcp header", POD, pod_tcp()[: ETH_HLEN + IPV4_HLEN + 19],
+         XDP_PASS, "pod_pass_tcp_kernel", SERVED),
+    # from_pod TCP: the earlier checks still come first, and move no flow
+    Case("pod tcp auto superframe ttl 1", POD, pod_tcp(3000, ttl=1), XDP_PASS, "pod_pass_ttl",
+         SERVED),
+    Case("pod tcp auto superframe no endpoint", POD, pod_tcp(3000), XDP_PASS,
+         "pod_pass_no_endpoint", Maps(endpoint_slot=None, xsk_slots=(EP_SLOT,))),
+    Case("pod tcp auto superframe not remote", POD, pod_tcp(3000), XDP_PASS,
+         "pod_pass_not_remote", Maps(remote_cidrs=(), xsk_slots=(EP_SLOT,))),
+    # from_pod TCP, RING mode: every TCP packet to the ring core, rl_flows ignored
+    Case("pod tcp ring small", POD, pod_tcp(), XDP_REDIRECT, "pod_redirect", SERVED,
+         tcp_mode=RING),
+    Case("pod tcp ring superframe 3000", POD, pod_tcp(3000), XDP_REDIRECT, "pod_redirect",
+         SERVED, tcp_mode=RING),
+    Case("pod tcp ring known flow", POD, pod_tcp(3000), XDP_REDIRECT, "pod_redirect",
+         served_with(FLOW), tcp_mode=RING),
+    Case("pod tcp ring first fragment", POD, pod_tcp(mf=True), XDP_REDIRECT, "pod_redirect",
+         SERVED, tcp_mode=RING),
+    Case("pod tcp ring later fragment", POD, pod_tcp_later_fragment(), XDP_REDIRECT,
+         "pod_redirect", SERVED, tcp_mode=RING),
+    Case("pod tcp ring superframe ring core down", POD, pod_tcp(3000), XDP_PASS,
+         "pod_fallback", tcp_mode=RING),
+    # from_pod TCP, KERNEL mode: every overlay TCP packet to the kernel, no flow recorded
+    Case("pod tcp kernel small", POD, pod_tcp(), XDP_PASS, "pod_pass_tcp_kernel", SERVED,
+         tcp_mode=KERNEL),
+    Case("pod tcp kernel superframe", POD, pod_tcp(3000), XDP_PASS, "pod_pass_tcp_kernel",
+         SERVED, tcp_mode=KERNEL),
+    Case("pod tcp kernel not remote", POD, pod_tcp(), XDP_PASS, "pod_pass_not_remote",
+         Maps(remote_cidrs=(), xsk_slots=(EP_SLOT,)), tcp_mode=KERNEL),
+    Case("pod udp kernel mode redirected", POD, pod_udp(), XDP_REDIRECT, "pod_redirect",
+         SERVED, tcp_mode=KERNEL),
+    Case("pod udp kernel mode oversize", POD, pod_udp(OVERLAY_MTU + 1), XDP_PASS,
+         "pod_pass_oversize", SERVED, tcp_mode=KERNEL),
     # from_pod: malformed, at every header boundary
     Case("pod truncated after eth", POD, eth(), XDP_PASS, "pod_pass_malformed", SERVED),
     Case("pod truncated ip header", POD, pod_udp()[: ETH_HLEN + IPV4_HLEN - 1], XDP_PASS,
@@ -271,10 +452,13 @@ CASES = [
          SERVED),
     Case("wire other udp port", WIRE, wire(dport=4789), XDP_PASS, "wire_pass_not_vxlan",
          SERVED),
-    Case("wire outer first fragment", WIRE, wire(mf=True), XDP_PASS, "wire_pass_not_vxlan",
+    # from_wire: outer fragments, for the kernel to reassemble
+    Case("wire outer first fragment", WIRE, wire(mf=True), XDP_PASS, "wire_pass_fragment",
          SERVED),
     Case("wire outer later fragment", WIRE, wire(frag_offset=185), XDP_PASS,
-         "wire_pass_not_vxlan", SERVED),
+         "wire_pass_fragment", SERVED),
+    Case("wire outer fragment of kernel tcp", WIRE, wire(inner_tcp(), sport=KERNEL_SPORT,
+         mf=True), XDP_PASS, "wire_pass_fragment", SERVED),
     Case("wire other vni", WIRE, wire(vni=VNI + 1), XDP_PASS, "wire_pass_other_vni", SERVED),
     Case("wire vni in reserved byte", WIRE, wire(vni=0, reserved2=VNI), XDP_PASS,
          "wire_pass_other_vni", SERVED),
@@ -288,6 +472,66 @@ CASES = [
          Maps(local_ips=(), xsk_slots=(UNDERLAY,))),
     Case("wire inner arp", WIRE, wire(eth(ethertype=ETH_P_ARP) + b"\x00" * 28), XDP_PASS,
          "wire_pass_not_local", SERVED),
+    # from_wire: the outer source port tells who sent it; the ring range's boundaries
+    Case("wire sport ring min", WIRE, wire(sport=RING_SPORT_MIN), XDP_REDIRECT,
+         "wire_redirect", SERVED),
+    Case("wire sport ring max", WIRE, wire(sport=RING_SPORT_MAX), XDP_REDIRECT,
+         "wire_redirect", SERVED),
+    Case("wire sport below ring range", WIRE, wire(sport=RING_SPORT_MIN - 1), XDP_PASS,
+         "wire_pass_kernel_sent", SERVED),
+    Case("wire sport above ring range", WIRE, wire(sport=RING_SPORT_MAX + 1), XDP_PASS,
+         "wire_pass_kernel_sent", SERVED),
+    Case("wire sport 0", WIRE, wire(sport=0), XDP_PASS, "wire_pass_kernel_sent", SERVED),
+    Case("wire sport 65535", WIRE, wire(sport=65535), XDP_PASS, "wire_pass_kernel_sent",
+         SERVED),
+    Case("wire sport kernel max", WIRE, wire(sport=lib.RL_KERNEL_SPORT_MAX), XDP_PASS,
+         "wire_pass_kernel_sent", SERVED),
+    # from_wire: kernel-sent TCP is the kernel's, and the local pod's replies follow it there
+    Case("wire kernel tcp follows flow", WIRE, KERNEL_TCP, XDP_PASS, "wire_pass_kernel_sent",
+         SERVED, new_flows=(FLOW,)),
+    Case("wire kernel tcp follows flow ring core down", WIRE, KERNEL_TCP, XDP_PASS,
+         "wire_pass_kernel_sent", new_flows=(FLOW,)),
+    Case("wire kernel tcp known flow", WIRE, KERNEL_TCP, XDP_PASS, "wire_pass_kernel_sent",
+         served_with(FLOW)),
+    Case("wire kernel tcp other flow known", WIRE, KERNEL_TCP, XDP_PASS,
+         "wire_pass_kernel_sent", served_with(OTHER_FLOW), new_flows=(FLOW,)),
+    # recorded whatever the inner destination: from_pod only consults it for registered pods
+    Case("wire kernel tcp inner dst not local", WIRE,
+         wire(inner_tcp("10.244.1.99"), sport=KERNEL_SPORT), XDP_PASS,
+         "wire_pass_kernel_sent", SERVED,
+         new_flows=(FLOW._replace(saddr=IPv4Address("10.244.1.99")),)),
+    Case("wire kernel tcp outer ip options", WIRE,
+         wire(inner_tcp(), sport=KERNEL_SPORT, options=NOP4), XDP_PASS,
+         "wire_pass_kernel_sent", SERVED, new_flows=(FLOW,)),
+    Case("wire kernel udp", WIRE, wire(sport=KERNEL_SPORT), XDP_PASS, "wire_pass_kernel_sent",
+         SERVED),
+    Case("wire kernel inner arp", WIRE,
+         wire(eth(ethertype=ETH_P_ARP) + b"\x00" * 28, sport=KERNEL_SPORT), XDP_PASS,
+         "wire_pass_kernel_sent", SERVED),
+    Case("wire kernel inner tcp first fragment", WIRE,
+         wire(inner_tcp(mf=True), sport=KERNEL_SPORT), XDP_PASS, "wire_pass_kernel_sent",
+         SERVED),
+    Case("wire kernel inner tcp later fragment", WIRE,
+         wire(inner_tcp(frag_offset=185), sport=KERNEL_SPORT), XDP_PASS,
+         "wire_pass_kernel_sent", SERVED),
+    Case("wire kernel truncated inner tcp", WIRE, KERNEL_TCP[:TRUNC_TCP], XDP_PASS,
+         "wire_pass_kernel_sent", SERVED),
+    Case("wire kernel truncated inner eth", WIRE, KERNEL_TCP[: OUTER_OVERHEAD + ETH_HLEN - 1],
+         XDP_PASS, "wire_pass_kernel_sent", SERVED),
+    Case("wire kernel inner ihl 4", WIRE, wire(inner_ip(ihl=4), sport=KERNEL_SPORT), XDP_PASS,
+         "wire_pass_kernel_sent", SERVED),
+    # from_wire: the checks before the source port still come first, and record no flow
+    Case("wire kernel tcp other vni", WIRE, wire(inner_tcp(), sport=KERNEL_SPORT, vni=VNI + 1),
+         XDP_PASS, "wire_pass_other_vni", SERVED),
+    Case("wire kernel tcp other udp port", WIRE,
+         wire(inner_tcp(), sport=KERNEL_SPORT, dport=4789), XDP_PASS, "wire_pass_not_vxlan",
+         SERVED),
+    # from_wire: ring-sent TCP is the ring core's (or the fallback's), and records no flow
+    Case("wire ring tcp redirect", WIRE, wire(inner_tcp()), XDP_REDIRECT, "wire_redirect",
+         SERVED),
+    Case("wire ring tcp fallback", WIRE, wire(inner_tcp()), XDP_PASS, "wire_fallback"),
+    Case("wire ring tcp known flow redirect", WIRE, wire(inner_tcp()), XDP_REDIRECT,
+         "wire_redirect", served_with(FLOW)),
     # from_wire: malformed, at every header boundary
     Case("wire truncated after eth", WIRE, FULL_WIRE[:ETH_HLEN], XDP_PASS,
          "wire_pass_malformed", SERVED),
@@ -331,18 +575,29 @@ def _setup(dp: Datapath, maps: Maps, xsk: XskSocket) -> None:
         dp.maps.set_local_ip(IPv4Address(ip), slot=EP_SLOT, ifindex=dp.ifindex)
     for slot in maps.xsk_slots:
         dp.put_xsk(slot, xsk)
+    for flow in maps.flows:
+        dp.put_flow(flow)
+
+
+def _deltas(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in after if after[name] != before[name]}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name.replace(" ", "-") for c in CASES])
-def test_verdict(case: Case, datapath: Datapath, xsk: XskSocket) -> None:
-    _setup(datapath, case.maps, xsk)
-    before = datapath.maps.xdp_stats()
+def test_verdict(case: Case, make_datapath: MakeDatapath, xsk: XskSocket) -> None:
+    dp = make_datapath(tcp_mode=case.tcp_mode)
+    _setup(dp, case.maps, xsk)
+    assert dp.maps.flows() == set(case.maps.flows)
+    before = dp.maps.xdp_stats()
 
-    action, out = datapath.run(case.prog, case.packet, rx_queue=case.rx_queue)
+    action, out = dp.run(case.prog, case.packet, rx_queue=case.rx_queue)
 
-    after = datapath.maps.xdp_stats()
-    moved = {name: after[name] - before[name] for name in after if after[name] != before[name]}
-    assert (action, moved) == (case.action, {case.counter: 1})
+    moved = _deltas(before, dp.maps.xdp_stats())
+    want = {case.counter: 1, **dict.fromkeys(case.also, 1)}
+    assert (action, moved) == (case.action, want)
+    assert dp.maps.flows() == set(case.maps.flows) | set(case.new_flows)
+    for flow in case.new_flows:
+        assert dp.flow_info(flow) == (lib.RL_FLOW_KERNEL, 0)
     # Neither program ever rewrites a frame; the ring core does.
     assert out == case.packet
 
@@ -354,15 +609,28 @@ def test_every_counter_is_covered() -> None:
         for n in dir(lib)
         if n.startswith("RL_XS_") and n != "RL_XS_MAX"
     }
-    assert enum_names == {c.counter for c in CASES}
+    assert enum_names == {c.counter for c in CASES} | {a for c in CASES for a in c.also}
 
 
 def test_frames_are_what_the_rows_say() -> None:
     """Sanity of the table's builders (so a row cannot pass for the wrong reason)."""
     assert len(pod_udp(OVERLAY_MTU)) == ETH_HLEN + OVERLAY_MTU
     assert len(pod_tcp(60000)) == ETH_HLEN + 60000
+    assert len(pod_tcp(3000, options=NOP4)) == ETH_HLEN + 3000
     assert len(FULL_WIRE) == OUTER_OVERHEAD + len(inner())
     assert tcp(b"")[12] >> 4 == 5  # pod_tcp assumes a 20-byte TCP header
+    # the frames carry the ports FLOW names, in network order, where the programs read them
+    l4 = ETH_HLEN + IPV4_HLEN
+    assert pod_tcp()[l4 : l4 + 4] == struct.pack("!HH", FLOW.sport, FLOW.dport)
+    assert pod_tcp(options=NOP4)[l4 + 4 : l4 + 8] == struct.pack("!HH", FLOW.sport, FLOW.dport)
+    inner_l4 = OUTER_OVERHEAD + l4
+    assert KERNEL_TCP[inner_l4 : inner_l4 + 4] == struct.pack("!HH", FLOW.dport, FLOW.sport)
+    # outer source ports: ring rows inside the loaded ring range, kernel rows outside it
+    assert RING_SPORT_MIN <= struct.unpack_from("!H", FULL_WIRE, l4)[0] <= RING_SPORT_MAX
+    assert struct.unpack_from("!H", KERNEL_TCP, l4)[0] == KERNEL_SPORT
+    assert not RING_SPORT_MIN <= KERNEL_SPORT <= RING_SPORT_MAX
+    # the superframe rows really are above the overlay MTU, the small ones not
+    assert len(pod_tcp(3000)) - ETH_HLEN > OVERLAY_MTU >= len(pod_tcp()) - ETH_HLEN
 
 
 def test_fallback_then_redirect_when_socket_appears(datapath: Datapath, xsk: XskSocket) -> None:
@@ -374,3 +642,147 @@ def test_fallback_then_redirect_when_socket_appears(datapath: Datapath, xsk: Xsk
     assert datapath.run(POD, pod_udp())[0] == XDP_REDIRECT
     stats = datapath.maps.xdp_stats()
     assert (stats["pod_fallback"], stats["pod_redirect"]) == (1, 1)
+
+
+# --- TCP steering over several packets ----------------------------------------------------
+
+
+def _run_all(dp: Datapath, runs: list[tuple[str, bytes]]) -> list[int]:
+    return [dp.run(prog, packet)[0] for prog, packet in runs]
+
+
+def test_auto_moves_each_flow_once_and_for_good(
+    make_datapath: MakeDatapath, xsk: XskSocket
+) -> None:
+    """A flow stays on the ring core until its first super-frame; from then on every packet of
+    it, small ones included, goes to the kernel. Another flow is untouched until it sends a
+    super-frame of its own."""
+    dp = make_datapath(tcp_mode=AUTO)
+    _setup(dp, SERVED, xsk)
+    other = OTHER_FLOW.sport
+    before = dp.maps.xdp_stats()
+
+    actions = _run_all(dp, [
+        (POD, pod_tcp()),                   # small: ring core
+        (POD, pod_tcp(3000)),               # first super-frame: moved
+        (POD, pod_tcp()),                   # small, known: kernel
+        (POD, pod_tcp(60000)),              # super-frame, known: kernel, not moved again
+        (POD, pod_tcp(sport=other)),        # the other flow: ring core
+        (POD, pod_tcp(3000, sport=other)),  # its first super-frame: moved
+        (POD, pod_tcp(sport=other)),        # and then kernel
+        (POD, pod_udp()),                   # UDP is never steered
+    ])  # fmt: skip
+
+    assert actions == [XDP_REDIRECT, XDP_PASS, XDP_PASS, XDP_PASS,
+                       XDP_REDIRECT, XDP_PASS, XDP_PASS, XDP_REDIRECT]  # fmt: skip
+    assert _deltas(before, dp.maps.xdp_stats()) == {
+        "pod_redirect": 3,
+        "pod_pass_tcp_kernel": 5,
+        "pod_flow_to_kernel": 2,
+    }
+    assert dp.maps.flows() == {FLOW, OTHER_FLOW}
+
+
+def test_kernel_sent_flow_takes_the_local_replies_along(
+    make_datapath: MakeDatapath, xsk: XskSocket
+) -> None:
+    """from_wire records the reverse of a kernel-sent TCP flow in the key from_pod computes
+    for the local pod's replies: those then take the kernel path (without being counted as a
+    flow from_pod moved). Ring-sent TCP and kernel-sent UDP record nothing."""
+    dp = make_datapath(tcp_mode=AUTO)
+    _setup(dp, SERVED, xsk)
+    other = OTHER_FLOW.sport
+    before = dp.maps.xdp_stats()
+
+    actions = _run_all(dp, [
+        (WIRE, wire(inner_tcp(dport=other))),       # ring-sent: ring core
+        (POD, pod_tcp(sport=other)),                # its reply: ring core
+        (WIRE, wire(inner(), sport=KERNEL_SPORT)),  # kernel-sent UDP
+        (POD, pod_udp()),                           # UDP reply: ring core
+        (WIRE, KERNEL_TCP),                         # kernel-sent TCP: recorded
+        (POD, pod_tcp()),                           # its reply: kernel
+        (WIRE, KERNEL_TCP),                         # again: already recorded
+        (POD, pod_tcp(3000)),                       # a super-frame: not re-moved
+    ])  # fmt: skip
+
+    assert actions == [XDP_REDIRECT, XDP_REDIRECT, XDP_PASS, XDP_REDIRECT,
+                       XDP_PASS, XDP_PASS, XDP_PASS, XDP_PASS]  # fmt: skip
+    assert _deltas(before, dp.maps.xdp_stats()) == {
+        "wire_redirect": 1,
+        "wire_pass_kernel_sent": 3,
+        "pod_redirect": 2,
+        "pod_pass_tcp_kernel": 2,
+    }
+    assert dp.maps.flows() == {FLOW}
+    assert dp.flow_info(FLOW) == (lib.RL_FLOW_KERNEL, 0)
+
+
+def test_wire_leaves_an_existing_flow_entry_alone(
+    make_datapath: MakeDatapath, xsk: XskSocket
+) -> None:
+    """from_wire only inserts an absent flow (lookup first): a present entry is not rewritten.
+    The seeded pad value is a marker an update would have reset to 0."""
+    dp = make_datapath(tcp_mode=AUTO)
+    _setup(dp, SERVED, xsk)
+    dp.put_flow(FLOW, pad=0x5EED)
+    assert dp.run(WIRE, KERNEL_TCP)[0] == XDP_PASS
+    assert dp.flow_info(FLOW) == (lib.RL_FLOW_KERNEL, 0x5EED)
+    assert dp.maps.flows() == {FLOW}
+
+
+def test_ring_mode_ignores_the_flows_from_wire_records(
+    make_datapath: MakeDatapath, xsk: XskSocket
+) -> None:
+    """from_wire records kernel-sent flows whatever from_pod's mode (it has no such setting);
+    in RING mode from_pod never consults them."""
+    dp = make_datapath(tcp_mode=RING)
+    _setup(dp, SERVED, xsk)
+    assert dp.run(WIRE, KERNEL_TCP)[0] == XDP_PASS
+    assert dp.maps.flows() == {FLOW}
+    assert dp.run(POD, pod_tcp())[0] == XDP_REDIRECT
+
+
+# --- the compiled-in defaults -------------------------------------------------------------
+
+
+def test_tcp_mode_defaults_to_auto(make_datapath: MakeDatapath, xsk: XskSocket) -> None:
+    """from_pod loaded without rl_cfg_tcp_mode behaves as RL_TCP_AUTO."""
+    dp = make_datapath(tcp_mode=None)
+    _setup(dp, SERVED, xsk)
+    assert _run_all(dp, [(POD, pod_tcp()), (POD, pod_tcp(3000)), (POD, pod_tcp())]) == [
+        XDP_REDIRECT, XDP_PASS, XDP_PASS,
+    ]  # fmt: skip
+    stats = dp.maps.xdp_stats()
+    assert (stats["pod_redirect"], stats["pod_flow_to_kernel"], stats["pod_pass_tcp_kernel"]) == (
+        1, 1, 2,
+    )  # fmt: skip
+    assert dp.maps.flows() == {FLOW}
+
+
+def test_sport_ranges_are_disjoint_and_adjacent() -> None:
+    """abi.h: the kernel device's range lies just below the ring core's, which ends at 65535."""
+    assert lib.RL_KERNEL_SPORT_MIN <= lib.RL_KERNEL_SPORT_MAX
+    assert lib.RL_KERNEL_SPORT_MAX + 1 == lib.RL_RING_SPORT_MIN
+    assert lib.RL_RING_SPORT_MIN <= lib.RL_RING_SPORT_MAX == 0xFFFF
+
+
+@pytest.mark.parametrize(
+    ("sport", "action", "counter"),
+    [
+        (lib.RL_KERNEL_SPORT_MIN, XDP_PASS, "wire_pass_kernel_sent"),
+        (lib.RL_KERNEL_SPORT_MAX, XDP_PASS, "wire_pass_kernel_sent"),
+        (lib.RL_RING_SPORT_MIN, XDP_REDIRECT, "wire_redirect"),
+        (lib.RL_RING_SPORT_MAX, XDP_REDIRECT, "wire_redirect"),
+        (lib.RL_KERNEL_SPORT_MIN - 1, XDP_PASS, "wire_pass_kernel_sent"),
+        (0, XDP_PASS, "wire_pass_kernel_sent"),
+    ],
+)
+def test_ring_sport_range_defaults_to_abi(
+    make_datapath: MakeDatapath, xsk: XskSocket, sport: int, action: int, counter: str
+) -> None:
+    """from_wire loaded without rl_cfg_ring_sport_min/max uses abi.h's ring range."""
+    dp = make_datapath(ring_sports=None)
+    _setup(dp, SERVED, xsk)
+    before = dp.maps.xdp_stats()
+    assert dp.run(WIRE, wire(sport=sport))[0] == action
+    assert _deltas(before, dp.maps.xdp_stats()) == {counter: 1}

@@ -9,6 +9,7 @@ which leaves the mount namespace, and so /sys/fs/bpf, alone.
 
 from __future__ import annotations
 
+import errno
 import json
 import mmap
 import os
@@ -21,13 +22,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from cffi import FFI
 
 from agent.xdp.bpfobj import XdpObject, ensure_bpffs, ffi, lib, object_path, test_run
-from agent.xdp.maps import PinnedMaps
+from agent.xdp.maps import Flow, PinnedMaps
 
 # Every test here creates BPF objects, pins, namespaces or AF_XDP sockets.
 needs_root = pytest.mark.skipif(
@@ -38,11 +39,15 @@ needs_root = pytest.mark.skipif(
 XDP_PASS = 2
 XDP_REDIRECT = 4
 
-# What the tests load the programs with: deliberately not the defaults (flannel's port and a
-# VNI other than 1), so a test also proves that the load-time constants reach the programs.
+# What the tests load the programs with: deliberately not the defaults (flannel's port, a VNI
+# other than 1, a ring core source port range inside abi.h's), so a test also proves that the
+# load-time constants reach the programs. tcp_mode is AUTO, the production default, unless a
+# test asks for another (Datapath.load's tcp_mode).
 OVERLAY_MTU = 1450
 VXLAN_PORT = 8472
 VNI = 42
+RING_SPORT_MIN = 50000
+RING_SPORT_MAX = 60000
 
 CLONE_NEWNET = 0x40000000  # uapi linux/sched.h
 
@@ -185,7 +190,12 @@ def remove_pin_dir(path: Path) -> None:
 
 @dataclass
 class Datapath:
-    """Both programs loaded with their maps pinned in one directory, plus the test context."""
+    """Both programs loaded with their maps pinned in one directory, plus the test context.
+
+    Load-time constants: the module's (OVERLAY_MTU, VXLAN_PORT, VNI, RING_SPORT_*), tcp_mode
+    as given. tcp_mode=None or ring_sports=None leaves that constant at the object's default,
+    for the tests that check the defaults themselves.
+    """
 
     pod: XdpObject
     wire: XdpObject
@@ -194,16 +204,24 @@ class Datapath:
     ifindex: int  # the namespace's multi-queue device: ingress device of every test run
 
     @classmethod
-    def load(cls, pin_dir: Path, netns: Netns, ifindex: int) -> Datapath:
-        pod = XdpObject(
-            object_path("from_pod"), pin_dir=pin_dir, consts={"rl_cfg_overlay_mtu": OVERLAY_MTU}
-        )
+    def load(
+        cls,
+        pin_dir: Path,
+        netns: Netns,
+        ifindex: int,
+        *,
+        tcp_mode: int | None = lib.RL_TCP_AUTO,
+        ring_sports: tuple[int, int] | None = (RING_SPORT_MIN, RING_SPORT_MAX),
+    ) -> Datapath:
+        pod_consts = {"rl_cfg_overlay_mtu": OVERLAY_MTU}
+        if tcp_mode is not None:
+            pod_consts["rl_cfg_tcp_mode"] = tcp_mode
+        wire_consts = {"rl_cfg_vxlan_port": VXLAN_PORT, "rl_cfg_vni": VNI}
+        if ring_sports is not None:
+            wire_consts["rl_cfg_ring_sport_min"], wire_consts["rl_cfg_ring_sport_max"] = ring_sports
+        pod = XdpObject(object_path("from_pod"), pin_dir=pin_dir, consts=pod_consts)
         try:
-            wire = XdpObject(
-                object_path("from_wire"),
-                pin_dir=pin_dir,
-                consts={"rl_cfg_vxlan_port": VXLAN_PORT, "rl_cfg_vni": VNI},
-            )
+            wire = XdpObject(object_path("from_wire"), pin_dir=pin_dir, consts=wire_consts)
             try:
                 maps = PinnedMaps(pin_dir)
             except BaseException:
@@ -227,6 +245,32 @@ class Datapath:
         if rc < 0:
             raise OSError(-rc, f"rl_xsks[{slot}] = xsk: {os.strerror(-rc)}")
 
+    @staticmethod
+    def _flow_key(flow: Flow) -> Any:
+        """struct rl_flow_key for `flow`, built from wire-order bytes (not through agent.xdp.maps,
+        whose conversions the tests check)."""
+        key = ffi.new("struct rl_flow_key *")
+        raw = flow.saddr.packed + flow.daddr.packed + struct.pack("!HH", flow.sport, flow.dport)
+        ffi.memmove(key, raw, len(raw))
+        return key
+
+    def put_flow(self, flow: Flow, *, path: int = lib.RL_FLOW_KERNEL, pad: int = 0) -> None:
+        """rl_flows[flow] = {path, pad}: a flow some earlier packet moved to the kernel path."""
+        val = ffi.new("struct rl_flow_info *", {"path": path, "pad": pad})
+        rc = lib.bpf_map_update_elem(self.pod.map_fd("rl_flows"), self._flow_key(flow), val, 0)
+        if rc < 0:
+            raise OSError(-rc, f"rl_flows[{flow}]: {os.strerror(-rc)}")
+
+    def flow_info(self, flow: Flow) -> tuple[int, int] | None:
+        """rl_flows[flow] as (path, pad), or None if absent."""
+        val = ffi.new("struct rl_flow_info *")
+        rc = lib.bpf_map_lookup_elem(self.pod.map_fd("rl_flows"), self._flow_key(flow), val)
+        if rc == -errno.ENOENT:
+            return None
+        if rc < 0:
+            raise OSError(-rc, f"rl_flows[{flow}]: {os.strerror(-rc)}")
+        return int(val.path), int(val.pad)
+
     def run(self, prog: str, packet: bytes, *, rx_queue: int = 0) -> tuple[int, bytes]:
         """BPF_PROG_TEST_RUN as if `packet` arrived on the test device's queue `rx_queue`."""
         with self.netns.entered():
@@ -238,3 +282,14 @@ class Datapath:
         self.maps.close()
         self.wire.close()
         self.pod.close()
+
+
+class MakeDatapath(Protocol):
+    """The make_datapath fixture: Datapath.load in a fresh pin directory, cleaned up after."""
+
+    def __call__(
+        self,
+        *,
+        tcp_mode: int | None = lib.RL_TCP_AUTO,
+        ring_sports: tuple[int, int] | None = (RING_SPORT_MIN, RING_SPORT_MAX),
+    ) -> Datapath: ...
