@@ -74,8 +74,9 @@ static __always_inline int tcp_to_kernel(struct rl_cursor *c, const struct iphdr
 		return 1;
 	if (bpf_ntohs(iph->tot_len) <= rl_cfg_overlay_mtu)
 		return 0;
-	bpf_map_update_elem(&rl_flows, &key, &moved, BPF_ANY);
-	rl_count(RL_XS_POD_FLOW_TO_KERNEL);
+	/* NOEXIST: when two CPUs race on one flow's super-frames, one counts */
+	if (!bpf_map_update_elem(&rl_flows, &key, &moved, BPF_NOEXIST))
+		rl_count(RL_XS_POD_FLOW_TO_KERNEL);
 	return 1;
 }
 

@@ -24,7 +24,7 @@ from agent.errors import ConfigError, RinglaneError
 from agent.netlink import ethtool, links, neigh, vxlan
 from agent.xdp import bpfobj
 from agent.xdp.bpfobj import XdpAttachment, XdpMode, XdpObject, lib
-from agent.xdp.maps import PinnedMaps
+from agent.xdp.maps import PinnedMaps, retire_stale_pins
 from agent.xdp.ringcore import CoreStats, RingCore
 
 log = structlog.get_logger(__name__)
@@ -127,6 +127,10 @@ class NodeDatapath:
         )
         bpfobj.ensure_bpffs(cfg.pin_dir)
         cfg.pin_dir.mkdir(parents=True, exist_ok=True)
+        retired = retire_stale_pins(cfg.pin_dir)
+        if retired is not None:
+            log.warning("pins.retired", pin_dir=str(cfg.pin_dir), old_abi=retired,
+                        abi=lib.RL_ABI_VERSION)
         self._pod_obj = self._load("from_pod", {
             "rl_cfg_overlay_mtu": self.overlay_mtu,
             "rl_cfg_tcp_mode": getattr(lib, f"RL_TCP_{cfg.tcp_mode.upper()}"),

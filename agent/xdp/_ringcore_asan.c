@@ -2263,7 +2263,7 @@ static int _cffi_const_RL_ABI_VERSION(unsigned long long *o)
 {
   int n = (RL_ABI_VERSION) <= 0;
   *o = (unsigned long long)((RL_ABI_VERSION) | 0);  /* check that RL_ABI_VERSION is an integer */
-  if (!_cffi_check_int(*o, n, 1U))
+  if (!_cffi_check_int(*o, n, 2U))
     n |= 2;
   return n;
 }

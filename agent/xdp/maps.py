@@ -34,6 +34,34 @@ _MAPS = (
 _STAT_PREFIX = "RL_XS_"
 
 
+def retire_stale_pins(pin_dir: Path) -> int | None:
+    """Unpin the maps a Ringlane of another ABI version left in `pin_dir`, before we load ours.
+
+    libbpf refuses to reuse a pinned map whose shape changed, so without this an upgraded agent
+    could not start. The old programs keep their maps alive until the new programs replace them
+    (by name); nothing they hold can be read with the new layouts anyway. Returns the version
+    retired (-1 if unreadable), or None when the pins are ours or there are none.
+    """
+    meta = pin_dir / "rl_meta"
+    if not meta.exists():
+        return None
+    version = -1
+    fd = lib.bpf_obj_get(str(meta).encode())
+    if fd >= 0:
+        try:
+            # room for any past rl_meta value: the kernel copies the pinned map's value size
+            key, value = ffi.new("__u32 *", 0), ffi.new("__u32[64]")
+            if lib.bpf_map_lookup_elem(fd, key, value) == 0:
+                version = int(value[0])
+        finally:
+            os.close(fd)
+    if version in (0, lib.RL_ABI_VERSION):
+        return None
+    for pin in pin_dir.glob("rl_*"):
+        pin.unlink()
+    return version
+
+
 def _stat_names() -> dict[int, str]:
     """enum rl_xdp_stat value -> counter name, read from the compiled module.
 

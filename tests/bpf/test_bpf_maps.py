@@ -12,7 +12,7 @@ import pytest
 
 from agent.xdp import bpfobj
 from agent.xdp.bpfobj import BpfError, XdpObject, ensure_bpffs, ffi, lib, object_path
-from agent.xdp.maps import Endpoint, Flow, LocalIp, PinnedMaps
+from agent.xdp.maps import Endpoint, Flow, LocalIp, PinnedMaps, retire_stale_pins
 
 from ..native.packets import ip4, udp_frame
 from .xdp_harness import XDP_PASS, XDP_REDIRECT, Datapath, XskSocket, needs_root
@@ -274,3 +274,18 @@ def test_ensure_bpffs_mounts_when_missing(tmp_path: Path) -> None:
     elsewhere, parent = res.stdout.split("\n")[0].split()
     assert (elsewhere, parent != "bpf") == ("bpf", True), res.stdout
     assert res.stdout.split("\n")[1:3] == ["sysfs", "bpf True"], res.stdout
+
+
+def test_pins_of_another_abi_are_retired_before_loading(pin_dir: Path) -> None:
+    """An upgraded agent finds maps its libbpf cannot reuse: they are unpinned, the new
+    objects then load and stamp the fresh maps with the current version."""
+    with XdpObject(object_path("from_pod"), pin_dir=pin_dir, consts={}), PinnedMaps(pin_dir) as m:
+        m.check_abi()
+        key, meta = ffi.new("__u32 *", 0), ffi.new("struct rl_meta *")
+        meta.abi_version = lib.RL_ABI_VERSION + 7
+        assert lib.bpf_map_update_elem(m._fds["rl_meta"], key, meta, 0) == 0
+    assert retire_stale_pins(pin_dir) == lib.RL_ABI_VERSION + 7
+    assert not list(pin_dir.glob("rl_*"))
+    with XdpObject(object_path("from_pod"), pin_dir=pin_dir, consts={}), PinnedMaps(pin_dir) as m:
+        m.check_abi()
+    assert retire_stale_pins(pin_dir) is None  # our own pins stay

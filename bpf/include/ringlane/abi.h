@@ -19,7 +19,7 @@
 #include <linux/types.h>
 
 /* Bumped on any incompatible change; pinned maps record it (rl_meta). */
-#define RL_ABI_VERSION 1
+#define RL_ABI_VERSION 2
 
 #define RL_VXLAN_PORT_DEFAULT 4789
 #define RL_VXLAN_FLAG_I 0x08
