@@ -24,6 +24,7 @@ from agent.errors import ConfigError, RinglaneError
 from agent.netlink import ethtool, links, neigh, vxlan
 from agent.xdp import bpfobj
 from agent.xdp.bpfobj import XdpAttachment, XdpMode, XdpObject, lib
+from agent.xdp.cvalues import mac_bytes
 from agent.xdp.maps import PinnedMaps, retire_stale_pins
 from agent.xdp.ringcore import CoreStats, RingCore
 
@@ -232,7 +233,7 @@ class NodeDatapath:
             served = True
             self._maps.set_local_ip(ep.ip, slot=slot, ifindex=host.index)
             self._maps.set_endpoint(ifindex=host.index, slot=slot, ip=ep.ip,
-                                    mac=bytes.fromhex(mac.replace(":", "")))
+                                    mac=mac_bytes(mac))
         except Exception:
             # nothing half-added: undo in reverse order, then report the first failure
             self._maps.delete_endpoint(host.index)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import os
-import sys
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -19,6 +18,7 @@ from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from agent.xdp.bpfobj import BpfError, ffi, lib
+from agent.xdp.cvalues import be32, from_be16, from_be32
 
 _BPF_ANY = 0  # bpf_map_update_elem flags: create or replace (uapi linux/bpf.h)
 
@@ -74,18 +74,10 @@ def _stat_names() -> dict[int, str]:
     return names
 
 
-def _be32(ip: IPv4Address) -> int:
-    """A __be32 field's value: the address bytes as they lie in memory, whatever the host order."""
-    return int.from_bytes(ip.packed, sys.byteorder)
 
 
-def _from_be32(value: int) -> IPv4Address:
-    return IPv4Address(int(value).to_bytes(4, sys.byteorder))
 
 
-def _from_be16(value: int) -> int:
-    """A __be16 field's value (its bytes as they lie in memory) as a host-order number."""
-    return int.from_bytes(int(value).to_bytes(2, sys.byteorder), "big")
 
 
 @dataclass(frozen=True)
@@ -218,7 +210,7 @@ class PinnedMaps:
         key = ffi.new("__u32 *", ifindex)
         val = ffi.new("struct rl_endpoint_info *")
         val.slot = slot
-        val.ip = _be32(ip)
+        val.ip = be32(ip)
         val.mac = list(mac)
         val.flags = 0
         self._update("rl_endpoints", key, val, f"ifindex {ifindex}")
@@ -234,7 +226,7 @@ class PinnedMaps:
         for key in self._keys("rl_endpoints", "__u32"):
             if self._lookup("rl_endpoints", key, val):
                 out[int(key[0])] = Endpoint(
-                    slot=int(val.slot), ip=_from_be32(val.ip), mac=bytes(val.mac)
+                    slot=int(val.slot), ip=from_be32(val.ip), mac=bytes(val.mac)
                 )
         return out
 
@@ -242,7 +234,7 @@ class PinnedMaps:
 
     def set_local_ip(self, ip: IPv4Address, *, slot: int, ifindex: int) -> None:
         """Mark pod address `ip` as accelerated: from_wire redirects VXLAN traffic for it."""
-        key = ffi.new("__be32 *", _be32(ip))
+        key = ffi.new("__be32 *", be32(ip))
         val = ffi.new("struct rl_local_ip_info *")
         val.slot = slot
         val.ifindex = ifindex
@@ -250,7 +242,7 @@ class PinnedMaps:
 
     def delete_local_ip(self, ip: IPv4Address) -> None:
         """Stop accelerating traffic to `ip`; absent is fine."""
-        self._delete("rl_local_ips", ffi.new("__be32 *", _be32(ip)), str(ip))
+        self._delete("rl_local_ips", ffi.new("__be32 *", be32(ip)), str(ip))
 
     def local_ips(self) -> dict[IPv4Address, LocalIp]:
         """Every accelerated local pod address."""
@@ -258,7 +250,7 @@ class PinnedMaps:
         val = ffi.new("struct rl_local_ip_info *")
         for key in self._keys("rl_local_ips", "__be32"):
             if self._lookup("rl_local_ips", key, val):
-                out[_from_be32(key[0])] = LocalIp(slot=int(val.slot), ifindex=int(val.ifindex))
+                out[from_be32(key[0])] = LocalIp(slot=int(val.slot), ifindex=int(val.ifindex))
         return out
 
     # --- remote podCIDRs (encap side) --------------------------------------------------------
@@ -267,13 +259,13 @@ class PinnedMaps:
     def _lpm_key(cidr: IPv4Network) -> Any:
         key = ffi.new("struct rl_lpm4_key *")
         key.prefixlen = cidr.prefixlen
-        key.addr = _be32(cidr.network_address)
+        key.addr = be32(cidr.network_address)
         return key
 
     def set_remote_cidr(self, cidr: IPv4Network, node_ip: IPv4Address) -> None:
         """Route podCIDR `cidr` through the overlay to node `node_ip` (from_pod redirects it)."""
         val = ffi.new("struct rl_remote_info *")
-        val.node_ip = _be32(node_ip)
+        val.node_ip = be32(node_ip)
         val.flags = 0
         self._update("rl_remote_cidrs", self._lpm_key(cidr), val, str(cidr))
 
@@ -287,8 +279,8 @@ class PinnedMaps:
         val = ffi.new("struct rl_remote_info *")
         for key in self._keys("rl_remote_cidrs", "struct rl_lpm4_key"):
             if self._lookup("rl_remote_cidrs", key, val):
-                net = IPv4Network((_from_be32(key.addr), int(key.prefixlen)))
-                out[net] = _from_be32(val.node_ip)
+                net = IPv4Network((from_be32(key.addr), int(key.prefixlen)))
+                out[net] = from_be32(val.node_ip)
         return out
 
     # --- TCP flows steered to the kernel path (written by the XDP programs) ------------------
@@ -304,10 +296,10 @@ class PinnedMaps:
         for key in self._keys("rl_flows", "struct rl_flow_key"):
             out.add(
                 Flow(
-                    saddr=_from_be32(key.saddr),
-                    daddr=_from_be32(key.daddr),
-                    sport=_from_be16(key.sport),
-                    dport=_from_be16(key.dport),
+                    saddr=from_be32(key.saddr),
+                    daddr=from_be32(key.daddr),
+                    sport=from_be16(key.sport),
+                    dport=from_be16(key.dport),
                 )
             )
         return out

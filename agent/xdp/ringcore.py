@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from agent.errors import ConfigError, check
+from agent.errors import check
+from agent.xdp.cvalues import be32, mac_bytes
 
 # RINGLANE_SANITIZED_CORE=1 loads the ASan/UBSan build (agent/xdp/_build.py ..._asan), which
 # only the test suite builds and runs, in agents started with libasan preloaded.
@@ -43,22 +44,6 @@ _COUNTER_FIELDS = [f for f, _ in ffi.typeof("struct rl_counters").fields if f !=
 _KSTAT_FIELDS = [f for f, _ in ffi.typeof("struct rl_kstats").fields]
 
 
-def _mac_bytes(mac: str | bytes) -> bytes:
-    if isinstance(mac, bytes):
-        raw = mac
-    else:
-        try:
-            raw = bytes(int(x, 16) for x in mac.split(":"))
-        except ValueError as exc:
-            raise ConfigError(f"invalid MAC address {mac!r}") from exc
-    if len(raw) != 6:
-        raise ConfigError(f"invalid MAC address {mac!r}: need 6 bytes")
-    return raw
-
-
-def _be32(addr: IPv4Address) -> int:
-    """An IPv4 address as the __be32 the C side expects (network order in host memory)."""
-    return int.from_bytes(addr.packed, "little")
 
 
 @dataclass(frozen=True)
@@ -163,9 +148,9 @@ class RingCore:
         opts.vni = vni
         opts.vxlan_port = vxlan_port
         opts.overlay_mtu = overlay_mtu
-        opts.underlay_ip = _be32(underlay_ip)
-        ffi.memmove(opts.underlay_mac, _mac_bytes(underlay_mac), 6)
-        ffi.memmove(opts.vtep_mac, _mac_bytes(vtep_mac), 6)
+        opts.underlay_ip = be32(underlay_ip)
+        ffi.memmove(opts.underlay_mac, mac_bytes(underlay_mac), 6)
+        ffi.memmove(opts.vtep_mac, mac_bytes(vtep_mac), 6)
         opts.xsks_map_fd = xsks_map_fd
         opts.busy_poll = int(busy_poll)
         opts.hugepages = int(hugepages)
@@ -206,9 +191,9 @@ class RingCore:
         e.sz = ffi.sizeof("struct rl_endpoint_opts")
         e.ifname = name
         e.slot = slot
-        e.ip = _be32(ip)
-        ffi.memmove(e.pod_mac, _mac_bytes(pod_mac), 6)
-        ffi.memmove(e.host_mac, _mac_bytes(host_mac), 6)
+        e.ip = be32(ip)
+        ffi.memmove(e.pod_mac, mac_bytes(pod_mac), 6)
+        ffi.memmove(e.host_mac, mac_bytes(host_mac), 6)
         check(lib.rl_core__add_endpoint(self._core, e), f"AF_XDP socket on {ifname} (slot {slot})",
               "EEXIST: slot or pod IP already served")
         self._slots.add(slot)
@@ -223,15 +208,15 @@ class RingCore:
     ) -> None:
         r = ffi.new("struct rl_remote_opts *")
         r.sz = ffi.sizeof("struct rl_remote_opts")
-        r.cidr = _be32(cidr.network_address)
+        r.cidr = be32(cidr.network_address)
         r.prefixlen = cidr.prefixlen
-        r.node_ip = _be32(node_ip)
-        ffi.memmove(r.next_hop_mac, _mac_bytes(next_hop_mac), 6)
-        ffi.memmove(r.vtep_mac, _mac_bytes(vtep_mac), 6)
+        r.node_ip = be32(node_ip)
+        ffi.memmove(r.next_hop_mac, mac_bytes(next_hop_mac), 6)
+        ffi.memmove(r.vtep_mac, mac_bytes(vtep_mac), 6)
         check(lib.rl_core__set_remote(self._core, r), f"remote podCIDR {cidr}")
 
     def remove_remote(self, cidr: IPv4Network) -> None:
-        check(lib.rl_core__remove_remote(self._core, _be32(cidr.network_address), cidr.prefixlen),
+        check(lib.rl_core__remove_remote(self._core, be32(cidr.network_address), cidr.prefixlen),
               f"remove remote podCIDR {cidr}")
 
     def endpoint_stats(self, slot: int) -> SocketStats:
