@@ -180,7 +180,7 @@ class Sandbox:
                           for p in node.pods],
         }
 
-    def _agent_cmd(self, node: Node, *extra: str) -> list[str]:
+    def agent_cmd(self, node: Node, *extra: str) -> list[str]:
         cfg = node.run_dir / "static.yaml"
         cfg.write_text(yaml.safe_dump(self.static_config(node)))
         return ["nsenter", f"--net=/run/netns/{node.netns}", "--", sys.executable, "-m",
@@ -189,7 +189,7 @@ class Sandbox:
     def start_agent(self, node: Node, *, timeout: float = 30.0) -> None:
         node.log_path = node.run_dir / "agent.log"
         logf = node.log_path.open("ab")
-        node.agent = subprocess.Popen(self._agent_cmd(node), stdout=logf, stderr=logf,
+        node.agent = subprocess.Popen(self.agent_cmd(node), stdout=logf, stderr=logf,
                                       env=self.agent_env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -227,7 +227,7 @@ class Sandbox:
         for node in self.nodes:
             self.stop_agent(node)
             if node.run_dir.exists() and f"{node.netns}" in self.namespaces:
-                subprocess.run(self._agent_cmd(node, "--cleanup"), capture_output=True)
+                subprocess.run(self.agent_cmd(node, "--cleanup"), capture_output=True)
         for ns in reversed(self.namespaces):
             for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
                 with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,65 @@
+"""The agent as an operator meets it: bad input, SIGTERM, --cleanup, busy polling."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+from agent import traffic
+from agent.sandbox import Node, Sandbox
+from tests.netns.conftest import SandboxFactory
+
+
+def xdp_links(node: Node) -> list[str]:
+    out = node.run("ip", "-o", "link", "show").stdout
+    return [line.split(": ")[1].split("@")[0] for line in out.splitlines() if " xdp" in line]
+
+
+def has_link(node: Node, name: str) -> bool:
+    return node.run("ip", "link", "show", name, check=False).returncode == 0
+
+
+def run_agent(sb: Sandbox, node: Node, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(sb.agent_cmd(node, *args), capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_missing_underlay_is_a_clear_error_and_changes_nothing(make_sandbox: SandboxFactory,
+                                                                tmp_path: Path) -> None:
+    sb = make_sandbox()
+    node = sb.nodes[0]
+    sb.stop_agent(node)
+    run_agent(sb, node, "--cleanup")
+    p = run_agent(sb, node, "--underlay-interface", "nope0")
+    assert p.returncode == 2
+    assert "no interface named 'nope0'" in p.stderr
+    assert not has_link(node, "rl-vxlan")
+    assert not node.pin_dir.exists()
+    assert xdp_links(node) == []
+
+
+def test_sigterm_keeps_fallback_and_cleanup_removes_everything(sandbox: Sandbox) -> None:
+    n1, n2 = sandbox.nodes
+    assert sorted(xdp_links(n1)) == ["rlv1", "rlv2", "ul0"]
+    assert sandbox.stop_agent(n1, signal.SIGTERM) == 0
+    # stopped accelerating, programs gone, but pods still reach each other over the kernel
+    assert xdp_links(n1) == []
+    assert has_link(n1, "rl-vxlan") and n1.pin_dir.exists()
+    assert traffic.ping(n1.pods[0], n2.pods[0], count=3, interval=0.02).received == 3
+    p = run_agent(sandbox, n1, "--cleanup")
+    assert p.returncode == 0, p.stderr
+    assert not has_link(n1, "rl-vxlan")
+    assert not n1.pin_dir.exists()
+    assert n1.run("ip", "route", "show", "10.244.2.0/24").stdout == ""
+    # GRO on the pod veths is back to what it was before the agent (veth default: off)
+    assert "generic-receive-offload: off" in n1.run("ethtool", "-k", "rlv1").stdout
+
+
+def test_busy_poll_mode_carries_traffic(make_sandbox: SandboxFactory) -> None:
+    sb = make_sandbox("--busy-poll", "true")
+    n1, n2 = sb.nodes
+    assert traffic.ping(n1.pods[0], n2.pods[0], count=20, interval=0.01).received == 20
+    core = n1.stats()["core"]
+    assert core["worker"]["values"]["encap"] >= 20
+    assert core["sleeps"] == 0  # busy polling never sleeps in poll()
