@@ -63,3 +63,13 @@ def test_busy_poll_mode_carries_traffic(make_sandbox: SandboxFactory) -> None:
     core = n1.stats()["core"]
     assert core["worker"]["values"]["encap"] >= 20
     assert core["sleeps"] == 0  # busy polling never sleeps in poll()
+
+
+def test_ringlanectl_reads_status_and_stats(sandbox: Sandbox) -> None:
+    from agent import ctl
+
+    node = sandbox.nodes[0]
+    traffic.ping(node.pods[0], sandbox.nodes[1].pods[0], count=2, interval=0.02)
+    assert ctl.run(["--socket", str(node.socket), "status"]) == 0
+    assert ctl.run(["--socket", str(node.socket), "-o", "json", "stats"]) == 0
+    assert ctl.run(["--socket", "/nonexistent/agent.sock", "status"]) == 1
