@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,9 @@ import yaml
 
 from agent import config as configmod
 from agent import logs, static_config
-from agent.control import ControlServer
 from agent.datapath.node import NodeDatapath, cleanup_node
 from agent.errors import ConfigError, RinglaneError
+from agent.node_agent import NodeAgent
 
 log = structlog.get_logger("ringlane.agent")
 
@@ -74,30 +72,8 @@ def run(argv: list[str]) -> int:
 
 def serve_static(cfg: configmod.AgentConfig, cluster: static_config.StaticCluster) -> int:
     dp = NodeDatapath(cfg, pod_cidr=cluster.this_node.pod_cidr)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    ready = threading.Event()
-    server = ControlServer(cfg.run_dir / "agent.sock", {
-        "status": lambda _req: {"node": cfg.node_name, "ready": ready.is_set(),
-                                "endpoints": {str(k): v for k, v in dp.endpoints().items()}},
-        "stats": lambda _req: {"core": dp.stats(), "xdp": dp.xdp_stats()},
-    })
-    server.start()
-    try:
-        dp.start()
-        for node in cluster.remote_nodes:
-            dp.set_remote(node)
-        for ep in cluster.endpoints:
-            dp.add_endpoint(ep)
-        ready.set()
-        log.info("agent.ready", node=cfg.node_name, endpoints=len(cluster.endpoints),
-                 remotes=len(cluster.remote_nodes))
-        stop.wait()
-    finally:
-        server.close()
-        dp.stop()
-    return 0
+    remotes = {n.name: n for n in cluster.remote_nodes}
+    return NodeAgent(cfg, dp, lambda: remotes, lambda: cluster.endpoints).run()
 
 
 def main() -> None:

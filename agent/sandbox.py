@@ -86,13 +86,15 @@ class Sandbox:
 
     def __init__(self, *, nodes: int = 2, pods: int = 2, prefix: str | None = None,
                  agent_args: list[str] | None = None,
-                 agent_env: dict[str, str] | None = None) -> None:
+                 agent_env: dict[str, str] | None = None,
+                 static_endpoints: bool = True) -> None:
         if not 2 <= nodes <= 50 or not 1 <= pods <= 50:
             raise RinglaneError("sandbox: 2..50 nodes and 1..50 pods per node")
         self.prefix = prefix or f"rl{secrets.token_hex(3)}"
         self.base_run = Path("/run") / f"ringlane-{self.prefix}"
         self.agent_args = agent_args or []
         self.agent_env = {**os.environ, **(agent_env or {})}
+        self.static_endpoints = static_endpoints  # False: pods come through CNI registrations
         self.namespaces: list[str] = []
         self.nodes = [
             Node(
@@ -177,7 +179,7 @@ class Sandbox:
             "nodes": [{"name": n.name, "ip": str(n.ip), "podCIDR": str(n.pod_cidr)}
                       for n in self.nodes],
             "endpoints": [{"name": p.name, "ip": str(p.ip), "interface": p.host_ifname}
-                          for p in node.pods],
+                          for p in node.pods] if self.static_endpoints else [],
         }
 
     def agent_cmd(self, node: Node, *extra: str) -> list[str]:

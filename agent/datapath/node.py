@@ -212,7 +212,8 @@ class NodeDatapath:
         if self._core is None or self._maps is None or self._pod_obj is None:
             raise RinglaneError("data path not started")
         current = self._served.get(ep.ip)
-        if current is not None and current.endpoint == ep:
+        if current is not None and current.endpoint == dataclasses.replace(
+                ep, mac=ep.mac or current.endpoint.mac):
             return
         if current is not None:
             self.remove_endpoint(ep.ip)
@@ -273,6 +274,12 @@ class NodeDatapath:
 
     def endpoints(self) -> dict[IPv4Address, int]:
         return {ip: s.slot for ip, s in self._served.items()}
+
+    def programmed_endpoints(self) -> dict[IPv4Address, Endpoint]:
+        return {ip: s.endpoint for ip, s in self._served.items()}
+
+    def remotes(self) -> dict[str, RemoteNode]:
+        return dict(self._remotes)
 
     # -- remote nodes ---------------------------------------------------------------------
 

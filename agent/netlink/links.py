@@ -8,6 +8,7 @@ but thread-safety worries.
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -106,3 +107,52 @@ def route_interface(dst: IPv4Address) -> int:
         if not routes:
             raise LinkNotFound(f"no route to {dst}")
         return int(routes[0].get_attr("RTA_OIF"))
+
+
+def container_peer(netns_path: str, ifname: str) -> tuple[int, str]:
+    """(host-side ifindex, container-side MAC) of the veth `ifname` inside `netns_path`.
+
+    IFLA_LINK of a veth is its peer's ifindex in the peer's namespace: the host side, where the
+    agent runs. Reading it from inside the pod's namespace is the only reliable way to find it
+    (names are the primary plugin's choice).
+    """
+    if not os.path.exists(netns_path):
+        # checked first: pyroute2 would otherwise create a namespace of that name
+        raise LinkNotFound(f"cannot open network namespace {netns_path}: no such file")
+    try:
+        ns = IPRoute(netns=netns_path, flags=0)
+    except (OSError, NetlinkError) as exc:
+        raise LinkNotFound(f"cannot open network namespace {netns_path}: {exc}") from exc
+    try:
+        idx = ns.link_lookup(ifname=ifname)
+        if not idx:
+            raise LinkNotFound(f"no interface {ifname!r} in {netns_path}")
+        msg = ns.get_links(idx[0])[0]
+        peer = msg.get_attr("IFLA_LINK")
+        if not peer:
+            raise LinkNotFound(f"{ifname} in {netns_path} is not a veth (no peer)")
+        return int(peer), str(msg.get_attr("IFLA_ADDRESS"))
+    finally:
+        ns.close()
+
+
+def host_veth_for(ip: IPv4Address) -> str | None:
+    """The host-side veth a pod with `ip` sits behind, found from the routing table: the route's
+    device itself (ptp-style /32 routes) or, behind a bridge, the bridge port its MAC was
+    learned on. None if the pod is not reachable through a veth here."""
+    with rtnl() as ipr:
+        routes = ipr.route("get", dst=str(ip))
+        if not routes:
+            return None
+        oif = int(routes[0].get_attr("RTA_OIF"))
+        link = _to_link(ipr.get_links(oif)[0])
+        if link.kind == "veth":
+            return link.name
+        if link.kind != "bridge":
+            return None
+        macs = [n.get_attr("NDA_LLADDR") for n in ipr.get_neighbours(dst=str(ip), ifindex=oif)]
+        for fdb in ipr.fdb("dump", master=oif) if macs else []:
+            if fdb.get_attr("NDA_LLADDR") == macs[0]:
+                port = _to_link(ipr.get_links(int(fdb["ifindex"]))[0])
+                return port.name if port.kind == "veth" else None
+    return None

@@ -20,8 +20,10 @@ def make_sandbox() -> Iterator[SandboxFactory]:
     require_tools("ip", "nsenter", "ping", "iperf3")
     made: list[Sandbox] = []
 
-    def make(*agent_args: str, nodes: int = 2, pods: int = 2) -> Sandbox:
-        sb = Sandbox(nodes=nodes, pods=pods, agent_args=list(agent_args))
+    def make(*agent_args: str, nodes: int = 2, pods: int = 2,
+             static_endpoints: bool = True) -> Sandbox:
+        sb = Sandbox(nodes=nodes, pods=pods, agent_args=list(agent_args),
+                     static_endpoints=static_endpoints)
         made.append(sb)
         sb.up()
         sb.start_agents()

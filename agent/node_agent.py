@@ -1,0 +1,150 @@
+"""The node agent: one data path, a reconciler thread, and the control socket.
+
+Desired state comes from a cluster source (a static file today) plus the endpoints the CNI
+plugin registers; the reconciler converges the data path to it. CNI requests are answered only
+once their endpoint is programmed (bounded), which is what lets the plugin tell kubelet that
+the pod is accelerated.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Any
+
+import structlog
+
+from agent.config import AgentConfig
+from agent.control import ControlServer
+from agent.datapath.node import Endpoint, NodeDatapath, RemoteNode
+from agent.errors import RinglaneError
+from agent.netlink import links
+from agent.reconcile.reconciler import Desired, Reconciler
+from agent.reconcile.registry import Key, Registry
+
+log = structlog.get_logger(__name__)
+
+CNI_WAIT_SECONDS = 10.0
+
+
+def _field(req: dict[str, Any], name: str) -> str:
+    value = req.get(name)
+    if not isinstance(value, str) or not value:
+        raise RinglaneError(f"request field {name!r} missing or not a non-empty string")
+    return value
+
+
+class NodeAgent:
+    """Owns the node's data path; `remotes` and `static_endpoints` say what the cluster wants."""
+
+    def __init__(self, cfg: AgentConfig, dp: NodeDatapath,
+                 remotes: Callable[[], dict[str, RemoteNode]],
+                 static_endpoints: Callable[[], list[Endpoint]]) -> None:
+        self.cfg = cfg
+        self.dp = dp
+        self._remotes = remotes
+        self._static = static_endpoints
+        self.registry = Registry(cfg.run_dir / "endpoints.json")
+        self.reconciler = Reconciler(dp, self.desired)
+        self.ready = threading.Event()
+        self.stop_event = threading.Event()
+        self.server = ControlServer(cfg.run_dir / "agent.sock", {
+            "status": self._status,
+            "stats": lambda _req: {"core": dp.stats(), "xdp": dp.xdp_stats()},
+            "cni_add": self._cni_add,
+            "cni_del": self._cni_del,
+            "cni_check": self._cni_check,
+            "cni_gc": self._cni_gc,
+        })
+
+    def desired(self) -> Desired:
+        eps = {e.ip: e for e in self._static()}
+        eps.update({e.ip: e for e in self.registry.endpoints()})
+        return Desired(remotes=self._remotes(), endpoints=eps)
+
+    # -- control socket handlers ----------------------------------------------------------
+
+    def _status(self, _req: dict[str, Any]) -> dict[str, Any]:
+        return {"node": self.cfg.node_name, "ready": self.ready.is_set(),
+                "endpoints": {str(k): v for k, v in self.dp.endpoints().items()},
+                "reconcile": {"passes": self.reconciler.passes,
+                              "failed": self.reconciler.last.failed}}
+
+    def _key(self, req: dict[str, Any]) -> Key:
+        return (_field(req, "containerId"), _field(req, "ifName"))
+
+    def _cni_add(self, req: dict[str, Any]) -> dict[str, Any]:
+        key = self._key(req)
+        try:
+            ip = IPv4Address(_field(req, "ip"))
+        except ValueError as exc:
+            raise RinglaneError(f"ip: {exc}") from exc
+        if ip not in self.dp.pod_cidr:
+            raise RinglaneError(f"ip {ip} is outside this node's podCIDR {self.dp.pod_cidr}")
+        host_index, mac = links.container_peer(_field(req, "netns"), key[1])
+        host = links.link_by_index(host_index)
+        pod = req.get("podName")
+        name = f"{req.get('podNamespace')}/{pod}" if pod else key[0][:12]
+        self.registry.add(key, Endpoint(name=name, ip=ip, host_ifname=host.name, mac=mac))
+        if not self.reconciler.wait_pass(self.reconciler.trigger(), CNI_WAIT_SECONDS):
+            raise RinglaneError(f"endpoint {ip}: not programmed within {CNI_WAIT_SECONDS:.0f}s")
+        got = self.dp.programmed_endpoints().get(ip)
+        if got is None or got.host_ifname != host.name:
+            why = self.reconciler.last.failed.get(f"endpoint {ip}", "not programmed")
+            raise RinglaneError(f"endpoint {ip} on {host.name}: {why}")
+        log.info("cni.added", container=key[0][:12], ip=str(ip), veth=host.name)
+        return {"slot": self.dp.endpoints()[ip], "hostIfname": host.name}
+
+    def _cni_del(self, req: dict[str, Any]) -> dict[str, Any]:
+        ep = self.registry.remove(self._key(req))
+        if ep is not None:
+            self.reconciler.wait_pass(self.reconciler.trigger(), CNI_WAIT_SECONDS)
+            log.info("cni.deleted", ip=str(ep.ip))
+        return {"removed": ep is not None}
+
+    def _cni_check(self, req: dict[str, Any]) -> dict[str, Any]:
+        ep = self.registry.get(self._key(req))
+        if ep is None:
+            raise RinglaneError(f"no endpoint registered for container {self._key(req)[0]}")
+        if ep.ip not in self.dp.endpoints():
+            raise RinglaneError(f"endpoint {ep.ip} registered but not programmed")
+        return {"ip": str(ep.ip)}
+
+    def _cni_gc(self, req: dict[str, Any]) -> dict[str, Any]:
+        valid = req.get("valid")
+        if not isinstance(valid, list):
+            raise RinglaneError("request field 'valid' must be a list")
+        keep = {(_field(v, "containerId"), _field(v, "ifName")) for v in valid}
+        gone = self.registry.keep_only(keep)
+        if gone:
+            self.reconciler.wait_pass(self.reconciler.trigger(), CNI_WAIT_SECONDS)
+        return {"removed": len(gone)}
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        self.server.start()
+        loop = threading.Thread(target=self.reconciler.run, args=(self.stop_event,),
+                                name="reconciler", daemon=True)
+        try:
+            self.dp.start()
+            first = self.reconciler.reconcile_once()
+            if first.failed:
+                log.warning("agent.partially_programmed", failed=first.failed)
+            loop.start()
+            self.ready.set()
+            log.info("agent.ready", node=self.cfg.node_name,
+                     endpoints=len(self.dp.endpoints()), remotes=len(self.dp.remotes()))
+            self.stop_event.wait()
+        finally:
+            self.stop_event.set()
+            self.reconciler.trigger()  # wake it from its resync wait
+            self.server.close()
+            if loop.is_alive():
+                loop.join(timeout=30)
+            self.dp.stop()
+        return 0
