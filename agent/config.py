@@ -35,6 +35,7 @@ class AgentConfig:
     wire_xdp_mode: str = "auto"  # auto: skb on a veth underlay (keeps its peer's TSO), else native
     tcp_mode: str = "auto"  # auto: bulk TCP flows move to the kernel path; ring; kernel
     cpu: int = -1
+    health_port: int = 9965  # /metrics, /healthz, /readyz; 0 disables
     pin_dir: Path = Path("/sys/fs/bpf/ringlane")
     run_dir: Path = Path("/run/ringlane")
     log_format: str = "auto"  # auto: JSON unless stderr is a terminal
@@ -44,6 +45,8 @@ class AgentConfig:
             raise ConfigError(f"vni: {self.vni} is not in 1..16777215")
         if not 1 <= self.vxlan_port <= 65535:
             raise ConfigError(f"vxlanPort: {self.vxlan_port} is not a UDP port")
+        if not 0 <= self.health_port <= 65535:
+            raise ConfigError(f"healthPort: {self.health_port} is not a TCP port (0 disables)")
         if not 1 <= self.batch_size <= 256:
             raise ConfigError(f"batchSize: {self.batch_size} is not in 1..256")
         if self.frames < 4096 or self.frames & (self.frames - 1):

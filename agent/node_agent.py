@@ -20,6 +20,7 @@ from agent.config import AgentConfig
 from agent.control import ControlServer
 from agent.datapath.node import Endpoint, NodeDatapath, RemoteNode
 from agent.errors import RinglaneError
+from agent.metrics import HealthServer
 from agent.netlink import links
 from agent.reconcile.reconciler import Desired, Reconciler
 from agent.reconcile.registry import Key, Registry
@@ -50,6 +51,9 @@ class NodeAgent:
         self.reconciler = Reconciler(dp, self.desired)
         self.ready = threading.Event()
         self.stop_event = threading.Event()
+        self.health = HealthServer(
+            cfg.health_port, dp, ready=self.ready.is_set,
+            alive=lambda: not self.stop_event.is_set()) if cfg.health_port else None
         self.server = ControlServer(cfg.run_dir / "agent.sock", {
             "status": self._status,
             "stats": lambda _req: {"core": dp.stats(), "xdp": dp.xdp_stats()},
@@ -128,6 +132,9 @@ class NodeAgent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         self.server.start()
+        if self.health is not None:
+            self.health.start()
+            self.reconciler.observe = self.health.reconcile_seconds.observe
         loop = threading.Thread(target=self.reconciler.run, args=(self.stop_event,),
                                 name="reconciler", daemon=True)
         try:
@@ -144,6 +151,8 @@ class NodeAgent:
             self.stop_event.set()
             self.reconciler.trigger()  # wake it from its resync wait
             self.server.close()
+            if self.health is not None:
+                self.health.close()
             if loop.is_alive():
                 loop.join(timeout=30)
             self.dp.stop()

@@ -50,6 +50,7 @@ class Reconciler:
         self._generation = 0
         self.passes = 0
         self.last: PassResult = PassResult()
+        self.observe: Callable[[float], None] = lambda _seconds: None  # pass durations
 
     def trigger(self) -> int:
         """Ask for a pass; returns a ticket that wait_pass() waits beyond."""
@@ -116,6 +117,7 @@ class Reconciler:
                 log.exception("reconcile.crashed", error=str(exc))
                 self.last = PassResult(failed={"pass": str(exc)})
             self.passes += 1
+            self.observe(self.last.seconds)
             with self._passed:
                 self._generation += 1
                 self._passed.notify_all()

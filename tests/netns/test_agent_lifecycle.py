@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from agent import traffic
@@ -73,3 +74,16 @@ def test_ringlanectl_reads_status_and_stats(sandbox: Sandbox) -> None:
     assert ctl.run(["--socket", str(node.socket), "status"]) == 0
     assert ctl.run(["--socket", str(node.socket), "-o", "json", "stats"]) == 0
     assert ctl.run(["--socket", "/nonexistent/agent.sock", "status"]) == 1
+
+
+def test_metrics_and_probes(sandbox: Sandbox) -> None:
+    n1, n2 = sandbox.nodes
+    traffic.ping(n1.pods[0], n2.pods[0], count=3, interval=0.02)
+    get = "import sys, urllib.request as u; print(u.urlopen('http://127.0.0.1:9965' + " \
+          "sys.argv[1]).read().decode())"
+    metrics = n1.run(sys.executable, "-c", get, "/metrics").stdout
+    assert 'ringlane_ringcore_total{counter="encap"}' in metrics
+    assert 'ringlane_xdp_packets_total{outcome="pod_redirect"}' in metrics
+    assert "ringlane_reconcile_seconds_count" in metrics
+    assert n1.run(sys.executable, "-c", get, "/readyz").stdout.strip() == "ready"
+    assert n1.run(sys.executable, "-c", get, "/healthz").stdout.strip() == "ok"
