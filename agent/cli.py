@@ -6,6 +6,7 @@ nothing heavy is imported before the sub-command is known.
 
 from __future__ import annotations
 
+import os
 import sys
 
 USAGE = """usage: ringlane demo [--nodes N] [--pods M] [--seconds S]
@@ -15,6 +16,10 @@ USAGE = """usage: ringlane demo [--nodes N] [--pods M] [--seconds S]
 
 
 def main() -> None:
+    if "CNI_COMMAND" in os.environ:  # executed by a container runtime as the CNI plugin
+        from agent.cni.plugin import main as cni_main
+
+        cni_main()
     args = sys.argv[1:]
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)

@@ -38,6 +38,7 @@ class AgentConfig:
     health_port: int = 9965  # /metrics, /healthz, /readyz; 0 disables
     pin_dir: Path = Path("/sys/fs/bpf/ringlane")
     run_dir: Path = Path("/run/ringlane")
+    cni_state_dir: Path = Path("/var/lib/ringlane/cni")  # the plugin's stateDir (DEL queue)
     log_format: str = "auto"  # auto: JSON unless stderr is a terminal
 
     def validate(self) -> AgentConfig:
@@ -67,8 +68,8 @@ class AgentConfig:
             raise ConfigError(f"vxlanDevice: {self.vxlan_device!r} is not an interface name")
         if self.underlay_interface and not re.fullmatch(r"[^/\s]{1,15}", self.underlay_interface):
             raise ConfigError(f"underlayInterface: {self.underlay_interface!r} is not valid")
-        if not self.pin_dir.is_absolute() or not self.run_dir.is_absolute():
-            raise ConfigError("pinDir and runDir must be absolute paths")
+        if not all(p.is_absolute() for p in (self.pin_dir, self.run_dir, self.cni_state_dir)):
+            raise ConfigError("pinDir, runDir and cniStateDir must be absolute paths")
         return self
 
 

@@ -23,7 +23,7 @@ from agent.errors import RinglaneError
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[dict[str, Any]], Any]
-MAX_REQUEST = 64 * 1024
+MAX_REQUEST = 1024 * 1024  # a cni_gc lists every attachment on the node
 
 
 def to_json(value: Any) -> Any:

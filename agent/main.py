@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="agent configuration file (YAML)")
     p.add_argument("--static-config", type=Path,
                    help="run without Kubernetes: nodes and endpoints from this YAML file")
+    p.add_argument("--kubeconfig", type=Path,
+                   help="kubeconfig file (default: in-cluster configuration)")
     p.add_argument("--cleanup", action="store_true",
                    help="remove everything Ringlane put on this node, then exit")
     for name, f in configmod.FIELDS.items():
@@ -64,9 +68,7 @@ def run(argv: list[str]) -> int:
         log.info("cleanup.done", removed=removed)
         return 0
     if cluster is None:
-        raise ConfigError(
-            "no cluster source: pass --static-config FILE (the Kubernetes watcher is not in "
-            "this build yet)")
+        return serve_kubernetes(cfg, args.kubeconfig)
     return serve_static(cfg, cluster)
 
 
@@ -74,6 +76,44 @@ def serve_static(cfg: configmod.AgentConfig, cluster: static_config.StaticCluste
     dp = NodeDatapath(cfg, pod_cidr=cluster.this_node.pod_cidr)
     remotes = {n.name: n for n in cluster.remote_nodes}
     return NodeAgent(cfg, dp, lambda: remotes, lambda: cluster.endpoints).run()
+
+
+def serve_kubernetes(cfg: configmod.AgentConfig, kubeconfig: Path | None) -> int:
+    """Watch the API, wait for the first complete lists and this node's podCIDR (nothing is
+    programmed or removed before), then run the agent with the cluster as its source."""
+    from agent import kube_source
+    from agent.k8s.cluster import ClusterState, kube_client
+
+    if not cfg.node_name:
+        raise ConfigError("nodeName is empty: set it (the DaemonSet passes spec.nodeName as "
+                          "RINGLANE_NODE_NAME)")
+    cluster = ClusterState()
+    cluster.start(kube_client(kubeconfig), cfg.node_name)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while True:
+            me = cluster.nodes().get(cfg.node_name) if cluster.synced() else None
+            if me is not None and me.pod_cidr is not None:
+                break
+            if stop.wait(0.5):
+                return 0
+            log.info("agent.waiting", synced=cluster.synced(), node=cfg.node_name)
+        pod_cidr = me.pod_cidr
+        dp = NodeDatapath(cfg, pod_cidr=pod_cidr)
+        agent = NodeAgent(cfg, dp, lambda: kube_source.remote_nodes(cluster, cfg.node_name),
+                          lambda: kube_source.pod_endpoints(cluster, pod_cidr))
+
+        def follow() -> None:
+            while not agent.stop_event.is_set():
+                if cluster.wait_changed(1.0):
+                    agent.reconciler.trigger()
+
+        threading.Thread(target=follow, name="cluster-follow", daemon=True).start()
+        return agent.run()
+    finally:
+        cluster.stop()
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from agent.cni import queue as cni_queue
 from agent.config import AgentConfig
 from agent.control import ControlServer
 from agent.datapath.node import Endpoint, NodeDatapath, RemoteNode
@@ -27,7 +28,9 @@ from agent.reconcile.registry import Key, Registry
 
 log = structlog.get_logger(__name__)
 
-CNI_WAIT_SECONDS = 10.0
+# Below the CNI plugin's default timeoutMs (3 s): the plugin then hears our reason rather than
+# a timeout, and a slow pass still ends in a fail-open ADD on the kernel path.
+CNI_WAIT_SECONDS = 2.5
 
 
 def _field(req: dict[str, Any], name: str) -> str:
@@ -132,6 +135,11 @@ class NodeAgent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         self.server.start()
+        # DELs the plugin queued while no agent listened (after listening: none can slip by)
+        for item in cni_queue.drain(str(self.cfg.cni_state_dir)):
+            key = (str(item["containerId"]), str(item["ifName"]))
+            if self.registry.remove(key) is not None:
+                log.info("cni.queued_delete", container=key[0][:12])
         if self.health is not None:
             self.health.start()
             self.reconciler.observe = self.health.reconcile_seconds.observe

@@ -175,7 +175,8 @@ class Sandbox:
         return {
             "node": node.name,
             "agent": {"underlayInterface": "ul0", "pinDir": str(node.pin_dir),
-                      "runDir": str(node.run_dir), "logFormat": "json"},
+                      "runDir": str(node.run_dir), "cniStateDir": str(node.run_dir / "cni"),
+                      "logFormat": "json"},
             "nodes": [{"name": n.name, "ip": str(n.ip), "podCIDR": str(n.pod_cidr)}
                       for n in self.nodes],
             "endpoints": [{"name": p.name, "ip": str(p.ip), "interface": p.host_ifname}

@@ -1,0 +1,1 @@
+"""The `ringlane` CNI plugin: spec conformance (unit), real plugin chains in namespaces (root)."""
