@@ -87,7 +87,8 @@ class Sandbox:
     def __init__(self, *, nodes: int = 2, pods: int = 2, prefix: str | None = None,
                  agent_args: list[str] | None = None,
                  agent_env: dict[str, str] | None = None,
-                 static_endpoints: bool = True) -> None:
+                 static_endpoints: bool = True,
+                 kubeconfig: Path | None = None) -> None:
         if not 2 <= nodes <= 50 or not 1 <= pods <= 50:
             raise RinglaneError("sandbox: 2..50 nodes and 1..50 pods per node")
         self.prefix = prefix or f"rl{secrets.token_hex(3)}"
@@ -95,6 +96,7 @@ class Sandbox:
         self.agent_args = agent_args or []
         self.agent_env = {**os.environ, **(agent_env or {})}
         self.static_endpoints = static_endpoints  # False: pods come through CNI registrations
+        self.kubeconfig = kubeconfig  # set: agents watch that API instead of a static file
         self.namespaces: list[str] = []
         self.nodes = [
             Node(
@@ -128,6 +130,7 @@ class Sandbox:
             self._netns(switch)
             sh("ip", "-n", switch, "link", "add", "br0", "type", "bridge")
             sh("ip", "-n", switch, "link", "set", "br0", "up")
+            sh("ip", "-n", switch, "addr", "add", "192.168.250.254/24", "dev", "br0")
         for node in self.nodes:
             self._netns(node.netns)
             node.run_dir.mkdir(parents=True, exist_ok=True)
@@ -184,10 +187,23 @@ class Sandbox:
         }
 
     def agent_cmd(self, node: Node, *extra: str) -> list[str]:
-        cfg = node.run_dir / "static.yaml"
-        cfg.write_text(yaml.safe_dump(self.static_config(node)))
+        static = self.static_config(node)
+        if self.kubeconfig is None:
+            cfg = node.run_dir / "static.yaml"
+            cfg.write_text(yaml.safe_dump(static))
+            source = ["--static-config", str(cfg)]
+        else:
+            cfg = node.run_dir / "agent.yaml"
+            cfg.write_text(yaml.safe_dump({**static["agent"], "nodeName": node.name}))
+            source = ["--config", str(cfg), "--kubeconfig", str(self.kubeconfig)]
         return ["nsenter", f"--net=/run/netns/{node.netns}", "--", sys.executable, "-m",
-                "agent.main", "--static-config", str(cfg), *self.agent_args, *extra]
+                "agent.main", *source, *self.agent_args, *extra]
+
+    @property
+    def switch_netns(self) -> str | None:
+        """The namespace of the underlay bridge (more than two nodes), where a test can put
+        what every node must reach (an API endpoint on 192.168.250.254)."""
+        return f"{self.prefix}-sw" if len(self.nodes) > 2 else None
 
     def start_agent(self, node: Node, *, timeout: float = 30.0) -> None:
         node.log_path = node.run_dir / "agent.log"
