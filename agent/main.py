@@ -83,6 +83,7 @@ def serve_kubernetes(cfg: configmod.AgentConfig, kubeconfig: Path | None) -> int
     programmed or removed before), then run the agent with the cluster as its source."""
     from agent import kube_source
     from agent.k8s.cluster import ClusterState, kube_client
+    from agent.metrics import WatchCollector
 
     if not cfg.node_name:
         raise ConfigError("nodeName is empty: set it (the DaemonSet passes spec.nodeName as "
@@ -104,6 +105,9 @@ def serve_kubernetes(cfg: configmod.AgentConfig, kubeconfig: Path | None) -> int
         dp = NodeDatapath(cfg, pod_cidr=pod_cidr)
         agent = NodeAgent(cfg, dp, lambda: kube_source.remote_nodes(cluster, cfg.node_name),
                           lambda: kube_source.pod_endpoints(cluster, pod_cidr))
+
+        if agent.health is not None:
+            agent.health.registry.register(WatchCollector(cluster.stats))
 
         def follow() -> None:
             while not agent.stop_event.is_set():

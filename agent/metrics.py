@@ -59,6 +59,24 @@ class DatapathCollector(Collector):
         yield GaugeMetricFamily("ringlane_endpoints", "endpoints served", value=st.n_endpoints)
 
 
+class WatchCollector(Collector):
+    """ringlane_watch_* from the Kubernetes watches' counters (restarts, relists, errors)."""
+
+    def __init__(self, stats: Callable[[], dict[str, Any]]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterable[Any]:
+        fams = {name: CounterMetricFamily(f"ringlane_watch_{name}", help_, labels=["kind"])
+                for name, help_ in (("restarts", "watch requests resumed after a break"),
+                                    ("relists", "lists after the first (410 Gone, errors)"),
+                                    ("errors", "failed list/watch attempts"),
+                                    ("events", "watch events received"))}
+        for kind, st in self.stats().items():
+            for name, fam in fams.items():
+                fam.add_metric([kind], getattr(st, name))
+        yield from fams.values()
+
+
 class HealthServer:
     """Serves the three paths on `port` (all interfaces: the kubelet probes the pod IP, which
     is the node's with hostNetwork)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -144,3 +145,9 @@ def test_api_down_keeps_the_data_path_and_resyncs_after(cluster: Cluster) -> Non
     cluster.api.resume()
     wait_for(lambda: cluster.endpoints(n1) == set(), what="resync after the outage")
     assert request(n1.socket, "status")["ready"]
+    get = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9965/metrics')" \
+          ".read().decode())"
+    metrics = n1.run(sys.executable, "-c", get).stdout
+    relists = [line for line in metrics.splitlines()
+               if line.startswith('ringlane_watch_relists_total{kind="Pod"}')]
+    assert relists and float(relists[0].split()[-1]) >= 1, relists
