@@ -15,6 +15,8 @@ APT_PACKAGES=(
   iproute2 iputils-ping util-linux ethtool bpftool containernetworking-plugins
   # traffic for the demo, tests and benchmarks
   iperf3 sockperf netsniff-ng
+  # a real container runtime for the CNI chain (podman 4 still has the CNI backend)
+  podman runc busybox-static
 )
 
 if [ "$(id -u)" != 0 ]; then
