@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,14 @@ class AgentConfig:
     run_dir: Path = Path("/run/ringlane")
     cni_state_dir: Path = Path("/var/lib/ringlane/cni")  # the plugin's stateDir (DEL queue)
     log_format: str = "auto"  # auto: JSON unless stderr is a terminal
+    # Overlay hardening (docs/threat-model.md). Only the nodes' underlay IPs may send VXLAN;
+    # extraVteps adds other senders (a VTEP gateway, a node outside the node list). A list in
+    # the file, comma-separated in the environment and on the command line.
+    extra_vteps: tuple[str, ...] = ()
+    pod_anti_spoofing: bool = True  # a pod must send with its own MAC and IPv4 address
+    # SIGTERM keeps the XDP programs attached (sockets gone: they pass every legitimate packet
+    # to the kernel fallback and keep rejecting the rest); true restores the bare fallback.
+    detach_on_stop: bool = False
 
     def validate(self) -> AgentConfig:
         if not 1 <= self.vni < 2**24:
@@ -70,6 +79,11 @@ class AgentConfig:
             raise ConfigError(f"underlayInterface: {self.underlay_interface!r} is not valid")
         if not all(p.is_absolute() for p in (self.pin_dir, self.run_dir, self.cni_state_dir)):
             raise ConfigError("pinDir, runDir and cniStateDir must be absolute paths")
+        for vtep in self.extra_vteps:
+            try:
+                IPv4Address(vtep)
+            except ValueError:
+                raise ConfigError(f"extraVteps: {vtep!r} is not an IPv4 address") from None
         return self
 
 
@@ -95,6 +109,9 @@ def _coerce(field: dataclasses.Field[Any], raw: Any, source: str) -> Any:
             return int(raw)
         if kind == "Path":
             return Path(str(raw))
+        if kind == "tuple[str, ...]":
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(str(i).strip() for i in items if str(i).strip())
         return str(raw)
     except ValueError as exc:
         raise ConfigError(f"{source}: {raw!r} is not a valid {kind}") from exc

@@ -11,6 +11,13 @@
  * (through the kernel VXLAN device). Passing is therefore always safe;
  * redirecting is the optimisation.
  *
+ * Before either, a few rejections (XDP_DROP, counted by reason; see
+ * docs/threat-model.md), decided without looking at the XSKMAP so that they
+ * hold while the ring core is down: a registered pod must send with its own
+ * MAC and IPv4 address (ARP included), must not send to the VXLAN port of its
+ * node or of another VTEP, and must not send ICMP errors that quote the
+ * overlay's underlay headers.
+ *
  * In generic mode the pod's TSO super-frames arrive whole, as multi-buffer
  * frames (hence xdp.frags: without it the kernel would first linearise each
  * one, a copy of up to 64 KiB); only the first buffer's linear part is visible, and we read
@@ -29,6 +36,7 @@
 
 #include "ringlane/abi.h"
 #include "ringlane/maps.h"
+#include "lib/guard.h"
 #include "lib/parse.h"
 #include "lib/stats.h"
 
@@ -46,6 +54,75 @@ const volatile __u32 rl_cfg_overlay_mtu = 1500 - RL_ENCAP_LEN;
 
 /* rl_cfg_tcp_mode: RL_TCP_RING, RL_TCP_KERNEL or RL_TCP_AUTO (abi.h). */
 const volatile __u32 rl_cfg_tcp_mode = RL_TCP_AUTO;
+
+/* rl_cfg_vxlan_port: the overlay's UDP port, host order (as from_wire's). */
+const volatile __u32 rl_cfg_vxlan_port = RL_VXLAN_PORT_DEFAULT;
+
+/* rl_cfg_antispoof: 1 drops a registered pod's frames whose Ethernet source,
+ * IPv4 source or ARP sender is not its endpoint's; 0 leaves them alone (for
+ * pods that legitimately bridge or route other addresses). */
+const volatile __u32 rl_cfg_antispoof = 1;
+
+static __always_inline int rl_mac_eq(const __u8 *a, const __u8 *b)
+{
+	return ((a[0] ^ b[0]) | (a[1] ^ b[1]) | (a[2] ^ b[2]) | (a[3] ^ b[3]) |
+		(a[4] ^ b[4]) | (a[5] ^ b[5])) == 0;
+}
+
+/* An ARP sender other than the pod itself (its MAC, its IPv4 address or
+ * 0.0.0.0 for an RFC 5227 probe): RL_XS_POD_DROP_SPOOF_*, else 0. An ARP
+ * that is not Ethernet/IPv4 or is truncated is the kernel's to drop. */
+static __always_inline int arp_spoofed(struct rl_cursor *c, const struct rl_endpoint_info *ep)
+{
+	const __u8 *ip = (const __u8 *)&ep->ip;
+	struct rl_arp_eth_ipv4 *arp;
+
+	if (parse_arp(c, &arp) < 0)
+		return 0;
+	if (!rl_mac_eq(arp->sha, ep->mac))
+		return RL_XS_POD_DROP_SPOOF_MAC;
+	if ((arp->spa[0] | arp->spa[1] | arp->spa[2] | arp->spa[3]) == 0)
+		return 0;
+	if ((arp->spa[0] ^ ip[0]) | (arp->spa[1] ^ ip[1]) | (arp->spa[2] ^ ip[2]) |
+	    (arp->spa[3] ^ ip[3]))
+		return RL_XS_POD_DROP_SPOOF_IP;
+	return 0;
+}
+
+/*
+ * What a pod may never send, whatever the destination and whether or not the
+ * ring core runs: RL_XS_POD_DROP_* or 0. @c points just past the IPv4 header.
+ *
+ *  - UDP to the VXLAN port of an address the node receives on (the kernel's
+ *    VXLAN socket would decapsulate it and route the inner frame: a pod
+ *    could inject frames as if from any node) or of a known VTEP (the same at
+ *    another node, or through a masquerade that gives it a node's source).
+ *    Only a first fragment has ports; the later ones cannot be reassembled
+ *    without it.
+ *  - ICMP errors quoting underlay traffic (rl_icmp_quotes_underlay()).
+ */
+static __always_inline int pod_guard(struct xdp_md *ctx, struct rl_cursor *c,
+				     const struct iphdr *iph, int proto)
+{
+	struct rl_cursor l4 = *c;
+	struct udphdr *udp;
+	__u32 flags;
+
+	if (rl_ip_is_later_fragment(iph))
+		return 0;
+	if (proto == IPPROTO_ICMP)
+		return rl_icmp_quotes_underlay(&l4, rl_cfg_vxlan_port, rl_ip_is_fragment(iph))
+		       ? RL_XS_POD_DROP_ICMP_UNDERLAY : 0;
+	if (proto != IPPROTO_UDP || parse_udphdr(&l4, &udp) < 0 ||
+	    bpf_ntohs(udp->dest) != rl_cfg_vxlan_port)
+		return 0;
+	flags = rl_vtep_flags(iph->daddr);
+	if (flags & (RL_VTEP_F_NODE | RL_VTEP_F_EXTRA))
+		return RL_XS_POD_DROP_VXLAN_TO_VTEP;
+	if ((flags & RL_VTEP_F_SELF) || rl_node_receives(ctx, iph->saddr, iph->daddr))
+		return RL_XS_POD_DROP_VXLAN_TO_NODE;
+	return 0;
+}
 
 /*
  * Whether this TCP packet belongs on the kernel path. In AUTO mode a flow
@@ -97,13 +174,42 @@ int rl_from_pod(struct xdp_md *ctx)
 	proto = parse_ethhdr(&c, &eth);
 	if (proto < 0)
 		return rl_pass(RL_XS_POD_PASS_MALFORMED);
+
+	/* The veth's endpoint, if registered: its entry names the socket slot
+	 * the ring core serves for this pod, and the pod's own addresses.
+	 * ingress_ifindex is the host-side veth the frame was received on. */
+	ifindex = ctx->ingress_ifindex;
+	ep = bpf_map_lookup_elem(&rl_endpoints, &ifindex);
+
+	/* Anti-spoofing, on every frame of a registered pod (not only overlay
+	 * traffic: a forged source is as bad towards the node or a local pod). */
+	if (ep && rl_cfg_antispoof) {
+		if (!rl_mac_eq(eth->h_source, ep->mac))
+			return rl_drop(RL_XS_POD_DROP_SPOOF_MAC);
+		if (proto == bpf_htons(ETH_P_ARP)) {
+			ret = arp_spoofed(&c, ep);
+			if (ret)
+				return rl_drop(ret);
+		}
+	}
 	/* ARP, IPv6, ...: the kernel path (IPv4-only overlay). */
 	if (proto != bpf_htons(ETH_P_IP))
 		return rl_pass(RL_XS_POD_PASS_NOT_IPV4);
 
+	/* The source is checked on the raw header, before parse_iphdr()'s
+	 * length checks: the kernel accepts a GSO frame whose tot_len is 0
+	 * (BIG TCP), which parse_iphdr() calls malformed and passes. */
+	iph = c.pos;
+	if (ep && rl_cfg_antispoof && (void *)(iph + 1) <= c.end && iph->saddr != ep->ip)
+		return rl_drop(RL_XS_POD_DROP_SPOOF_IP);
+
 	proto = parse_iphdr(&c, &iph);
 	if (proto < 0)
 		return rl_pass(RL_XS_POD_PASS_MALFORMED);
+
+	ret = pod_guard(ctx, &c, iph, proto);
+	if (ret)
+		return rl_drop(ret);
 
 	/* Only traffic to another node's podCIDR is overlay traffic; local
 	 * pods, services (before kube-proxy/NAT in the kernel) and the
@@ -113,12 +219,6 @@ int rl_from_pod(struct xdp_md *ctx)
 	remote = bpf_map_lookup_elem(&rl_remote_cidrs, &key);
 	if (!remote)
 		return rl_pass(RL_XS_POD_PASS_NOT_REMOTE);
-
-	/* The veth must be registered: its entry names the socket slot the
-	 * ring core serves for this pod. ingress_ifindex is the host-side
-	 * veth the frame was received on. */
-	ifindex = ctx->ingress_ifindex;
-	ep = bpf_map_lookup_elem(&rl_endpoints, &ifindex);
 	if (!ep)
 		return rl_pass(RL_XS_POD_PASS_NO_ENDPOINT);
 

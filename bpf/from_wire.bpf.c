@@ -11,6 +11,13 @@
  * the kernel stack, including its VXLAN device (the fallback when the ring
  * core is down: its sockets' slots are then empty).
  *
+ * Before that, whatever the kernel's VXLAN socket would take -- UDP to our
+ * port, on any address -- must come from a known VTEP (rl_vteps: the nodes
+ * and extraVteps), be addressed to this node's underlay address, carry our
+ * VNI with the I flag, not be fragmented, and not carry VXLAN for a node
+ * inside (decapsulated twice). Everything else on our port is XDP_DROP,
+ * counted by reason, with or without the ring core (docs/threat-model.md).
+ *
  * Native mode runs before the kernel allocates an skb, which is the point
  * of the fast path; jumbo frames arrive as multi-buffer frames (xdp.frags),
  * and only headers in the first buffer are read.
@@ -28,6 +35,7 @@
 
 #include "ringlane/abi.h"
 #include "ringlane/maps.h"
+#include "lib/guard.h"
 #include "lib/parse.h"
 #include "lib/stats.h"
 
@@ -44,6 +52,85 @@ const volatile __u32 rl_cfg_vni = 1;
 /* rl_cfg_ring_sport_min/max: the ring core's outer source ports (abi.h). */
 const volatile __u32 rl_cfg_ring_sport_min = RL_RING_SPORT_MIN;
 const volatile __u32 rl_cfg_ring_sport_max = RL_RING_SPORT_MAX;
+/* rl_cfg_underlay_ip: this node's underlay IPv4 address, host order; the
+ * outer destination every node sends to. 0: rely on rl_vteps' SELF entries
+ * alone (they also hold any secondary underlay address). */
+const volatile __u32 rl_cfg_underlay_ip = 0;
+
+static __always_inline int is_self(__be32 daddr)
+{
+	if (rl_cfg_underlay_ip && bpf_ntohl(daddr) == rl_cfg_underlay_ip)
+		return 1;
+	return (rl_vtep_flags(daddr) & RL_VTEP_F_SELF) != 0;
+}
+
+/* RFC 1624 (eqn. 3) update of a ones-complement checksum for one 16-bit word. */
+static __always_inline __u16 csum_replace16(__u16 check, __u16 old, __u16 new)
+{
+	__u32 sum = (__u16)~check + (__u16)~old + (__u32)new;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/*
+ * RFC 7348 asks receivers to ignore the reserved bits; the kernel's VXLAN
+ * device instead drops any frame that has one set (a documented deviation in
+ * vxlan_rcv()). So that the fallback accepts what the ring core accepts, the
+ * reserved bits are cleared before the frame goes anywhere. A non-zero UDP
+ * checksum is updated incrementally, which also keeps the sum over the
+ * datagram unchanged. With a zero checksum (what VXLAN senders use) the sum
+ * changes; that would only matter for a CHECKSUM_COMPLETE skb, which drivers
+ * do not produce while an XDP program may rewrite their frames (mlx5 turns
+ * it off with XDP attached), and generic mode on a veth never sees one.
+ */
+static __always_inline void clear_reserved(struct udphdr *udp, struct rl_vxlanhdr *vx)
+{
+	__u16 *w = (__u16 *)vx;
+	__u16 old[4], i;
+
+	for (i = 0; i < 4; i++)
+		old[i] = w[i];
+	vx->flags = RL_VXLAN_FLAG_I;
+	vx->rsvd1[0] = 0;
+	vx->rsvd1[1] = 0;
+	vx->rsvd1[2] = 0;
+	vx->vni_rsvd &= bpf_htonl(0xffffff00);
+	if (!udp->check)
+		return;
+	for (i = 0; i < 4; i++)
+		udp->check = csum_replace16(udp->check, old[i], w[i]);
+	if (!udp->check)
+		udp->check = 0xffff;
+}
+
+static __always_inline int has_reserved(const struct rl_vxlanhdr *vx)
+{
+	return (vx->flags & ~RL_VXLAN_FLAG_I) || vx->rsvd1[0] || vx->rsvd1[1] || vx->rsvd1[2] ||
+	       (vx->vni_rsvd & bpf_htonl(0xff));
+}
+
+/*
+ * Non-zero if the inner frame at @outer is VXLAN that the receiving kernel
+ * would decapsulate a second time: UDP to the VXLAN port of an address this
+ * node receives on, or of a VTEP. Inner VXLAN to a pod is the pod's business.
+ * A later inner fragment has no ports; without its first it is never
+ * reassembled. Malformed inner frames are the later checks' to count.
+ */
+static __always_inline int nested_vxlan(struct xdp_md *ctx, const struct rl_cursor *outer)
+{
+	struct rl_cursor c = *outer;
+	struct ethhdr *eth;
+	struct iphdr *iph;
+	struct udphdr *udp;
+
+	if (parse_ethhdr(&c, &eth) != bpf_htons(ETH_P_IP) ||
+	    parse_iphdr(&c, &iph) != IPPROTO_UDP || rl_ip_is_later_fragment(iph) ||
+	    parse_udphdr(&c, &udp) < 0 || bpf_ntohs(udp->dest) != rl_cfg_vxlan_port)
+		return 0;
+	return rl_vtep_flags(iph->daddr) || rl_node_receives(ctx, iph->saddr, iph->daddr);
+}
 
 /*
  * A TCP flow the sending node steered to the kernel (its frames carry a
@@ -100,23 +187,44 @@ int rl_from_wire(struct xdp_md *ctx)
 		return rl_pass(RL_XS_WIRE_PASS_MALFORMED);
 	if (proto != IPPROTO_UDP)
 		return rl_pass(RL_XS_WIRE_PASS_NOT_VXLAN);
-	/* Checked before the UDP header: later fragments have none, and what
-	 * would be there is payload. The kernel reassembles and then hands the
-	 * datagram to its VXLAN device. */
-	if (rl_ip_is_fragment(iph))
+	/* Outer fragments are for the kernel to reassemble, and the kernel
+	 * would then hand a reassembled VXLAN datagram to its VXLAN socket
+	 * without anyone checking it. No node fragments VXLAN (the overlay MTU
+	 * leaves room for the headers; the ring core drops what does not fit),
+	 * so the first fragment of a datagram to our port is dropped, and the
+	 * later ones can never be reassembled. Later fragments have no UDP
+	 * header: what would be there is payload. */
+	if (rl_ip_is_fragment(iph)) {
+		if (!rl_ip_is_later_fragment(iph) && parse_udphdr(&c, &udp) == 0 &&
+		    bpf_ntohs(udp->dest) == rl_cfg_vxlan_port)
+			return rl_drop(RL_XS_WIRE_DROP_FRAGMENT);
 		return rl_pass(RL_XS_WIRE_PASS_FRAGMENT);
+	}
 	if (parse_udphdr(&c, &udp) < 0)
 		return rl_pass(RL_XS_WIRE_PASS_MALFORMED);
 	if (bpf_ntohs(udp->dest) != rl_cfg_vxlan_port)
 		return rl_pass(RL_XS_WIRE_PASS_NOT_VXLAN);
 
-	/* VXLAN: only the I flag and the VNI are checked. Reserved bits are
-	 * ignored, as RFC 7348 asks of receivers; the ring core decapsulates
-	 * such frames the same way. */
+	/* Our port: the kernel's VXLAN socket takes it on any local address,
+	 * so who sent it and to whom is checked here, for both paths. */
+	if (!(rl_vtep_flags(iph->saddr) & (RL_VTEP_F_NODE | RL_VTEP_F_EXTRA)))
+		return rl_drop(RL_XS_WIRE_DROP_UNKNOWN_VTEP);
+	if (!is_self(iph->daddr))
+		return rl_drop(RL_XS_WIRE_DROP_NOT_TO_NODE);
+
+	/* VXLAN: the I flag and our VNI, or it is not ours to carry. Reserved
+	 * bits are ignored, as RFC 7348 asks of receivers (see
+	 * clear_reserved() for the kernel's side). */
 	if (parse_vxlanhdr(&c, &vx) < 0)
 		return rl_pass(RL_XS_WIRE_PASS_MALFORMED);
 	if (!(vx->flags & RL_VXLAN_FLAG_I) || rl_vxlan_vni(vx) != rl_cfg_vni)
-		return rl_pass(RL_XS_WIRE_PASS_OTHER_VNI);
+		return rl_drop(RL_XS_WIRE_DROP_BAD_VNI);
+	if (has_reserved(vx)) {
+		clear_reserved(udp, vx);
+		rl_count(RL_XS_WIRE_RSVD_CLEARED);
+	}
+	if (nested_vxlan(ctx, &c))
+		return rl_drop(RL_XS_WIRE_DROP_NESTED_VXLAN);
 
 	/* A kernel VXLAN sender (a node whose ring core is down, or a flow
 	 * steered to the kernel) is answered by the kernel here too, so one

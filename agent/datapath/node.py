@@ -5,6 +5,10 @@ before the XDP programs may redirect towards it, and an endpoint's socket is ser
 with frames before its veth's XDP program may redirect into it. Removal runs the other way
 round. Whatever the ring core cannot serve at a given moment is XDP_PASS, and the kernel carries
 it over the fallback: slower, never lost.
+
+The same programs reject what no one may send (docs/threat-model.md), with or without the ring
+core; so a node is accepted as a VXLAN sender (rl_vteps) before anything is programmed for it,
+and this node's own underlay addresses are recorded before from_wire is attached.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from agent.netlink import ethtool, links, neigh, vxlan
 from agent.xdp import bpfobj
 from agent.xdp.bpfobj import XdpAttachment, XdpMode, XdpObject, lib
 from agent.xdp.cvalues import mac_bytes
-from agent.xdp.maps import PinnedMaps, retire_stale_pins
+from agent.xdp.maps import PinnedMaps, VtepFlag, retire_stale_pins
 from agent.xdp.ringcore import CoreStats, RingCore
 
 log = structlog.get_logger(__name__)
@@ -98,6 +102,10 @@ class NodeDatapath:
         if not addrs:
             raise ConfigError(f"underlay interface {self.underlay.name} has no IPv4 address")
         self.underlay_addr: IPv4Interface = addrs[0]
+        # where other nodes send VXLAN to (every address of the underlay, secondaries too)
+        self.self_addrs: frozenset[IPv4Address] = frozenset(a.ip for a in addrs)
+        self.extra_vteps: frozenset[IPv4Address] = frozenset(
+            IPv4Address(a) for a in config.extra_vteps)
         self.overlay_mtu = self.underlay.mtu - 50
         self.vtep_mac = vxlan.vtep_mac(self.underlay_addr.ip)
         self._state_path = config.run_dir / "state.json"
@@ -110,6 +118,7 @@ class NodeDatapath:
         self._vxlan_index = 0
         self._served: dict[IPv4Address, _Served] = {}
         self._remotes: dict[str, RemoteNode] = {}
+        self._adding: RemoteNode | None = None  # set_remote() in progress: already a VTEP
 
     # -- start and stop -------------------------------------------------------------------
 
@@ -135,14 +144,19 @@ class NodeDatapath:
         self._pod_obj = self._load("from_pod", {
             "rl_cfg_overlay_mtu": self.overlay_mtu,
             "rl_cfg_tcp_mode": getattr(lib, f"RL_TCP_{cfg.tcp_mode.upper()}"),
+            "rl_cfg_vxlan_port": cfg.vxlan_port,
+            "rl_cfg_antispoof": int(cfg.pod_anti_spoofing),
         })
         wire_obj = self._load("from_wire", {
             "rl_cfg_vxlan_port": cfg.vxlan_port, "rl_cfg_vni": cfg.vni,
             "rl_cfg_ring_sport_min": lib.RL_RING_SPORT_MIN,
             "rl_cfg_ring_sport_max": lib.RL_RING_SPORT_MAX,
+            "rl_cfg_underlay_ip": int(self.underlay_addr.ip),
         })
         self._maps = PinnedMaps(cfg.pin_dir)
         self._maps.check_abi()
+        # before from_wire is (re)attached: from then on it drops VXLAN from anyone else
+        self._program_vteps()
         wire_mode = self._wire_mode()
         for mode in XdpMode:
             bpfobj.detach_by_name(self.underlay.index, mode, WIRE_PROG)
@@ -180,23 +194,37 @@ class NodeDatapath:
         return obj
 
     def stop(self) -> None:
-        """Stop accelerating: sockets withdrawn, programs detached, GRO restored. The kernel
-        fallback and the pinned maps stay, so pods keep talking and a new agent can adopt."""
+        """Stop accelerating: sockets withdrawn, so the XDP programs pass every packet they
+        accepted to the kernel fallback. The programs stay attached with the maps they consult
+        (endpoints, VTEPs), so the node keeps rejecting what it rejected while the agent is
+        gone or restarting (docs/threat-model.md); a new agent replaces them, `--cleanup`
+        removes them. With detachOnStop the programs are detached and GRO restored instead,
+        leaving the bare kernel fallback. Either way the fallback and the pinned maps stay, so
+        pods keep talking and a new agent can adopt."""
         if self._core is not None:
             self._core.close()  # XSKMAP entries go first: traffic falls back at once
             self._core = None
-        for ip in list(self._served):
-            self._unserve(ip)
-        if self._wire_attach is not None:
-            self._wire_attach.detach()
-            self._wire_attach = None
+        if self.config.detach_on_stop:
+            for ip in list(self._served):
+                self._unserve(ip)
+            if self._wire_attach is not None:
+                self._wire_attach.detach()
+        else:
+            # state.json keeps each veth's GRO setting for --cleanup
+            for served in self._served.values():
+                served.attachment.release()
+            self._served.clear()
+            if self._wire_attach is not None:
+                self._wire_attach.release()
+        self._wire_attach = None
         if self._maps is not None:
             self._maps.close()
             self._maps = None
         for obj in self._objs:
             obj.close()
         self._objs.clear()
-        log.info("datapath.stopped", fallback=self.config.vxlan_device)
+        log.info("datapath.stopped", fallback=self.config.vxlan_device,
+                 programs="detached" if self.config.detach_on_stop else "kept")
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -284,22 +312,28 @@ class NodeDatapath:
     # -- remote nodes ---------------------------------------------------------------------
 
     def set_remote(self, node: RemoteNode) -> None:
-        """Reach `node`'s pods: kernel fallback first, then the ring core, then the XDP map."""
+        """Reach `node`'s pods: accept its VXLAN first (rl_vteps), then the kernel fallback,
+        then the ring core, then the XDP map."""
         if self._core is None or self._maps is None:
             raise RinglaneError("data path not started")
         old = self._remotes.get(node.name)
         if old == node:
             return
-        if old is not None:
-            self.remove_remote(node.name)
-        remote_vtep = vxlan.vtep_mac(node.ip)
-        vxlan.add_remote(self._vxlan_index, cidr=node.pod_cidr, node_ip=node.ip,
-                         remote_vtep_mac=remote_vtep)
-        next_hop = neigh.resolve_mac(node.ip, ifindex=self.underlay.index)
-        self._core.set_remote(cidr=node.pod_cidr, node_ip=node.ip, next_hop_mac=next_hop,
-                              vtep_mac=remote_vtep)
-        self._maps.set_remote_cidr(node.pod_cidr, node.ip)
-        self._remotes[node.name] = node
+        self._adding = node
+        try:
+            self._maps.set_vtep(node.ip, self._vtep_flags(node.ip))
+            if old is not None:
+                self.remove_remote(node.name)
+            remote_vtep = vxlan.vtep_mac(node.ip)
+            vxlan.add_remote(self._vxlan_index, cidr=node.pod_cidr, node_ip=node.ip,
+                             remote_vtep_mac=remote_vtep)
+            next_hop = neigh.resolve_mac(node.ip, ifindex=self.underlay.index)
+            self._core.set_remote(cidr=node.pod_cidr, node_ip=node.ip, next_hop_mac=next_hop,
+                                  vtep_mac=remote_vtep)
+            self._maps.set_remote_cidr(node.pod_cidr, node.ip)
+            self._remotes[node.name] = node
+        finally:
+            self._adding = None
         log.info("remote.set", node=node.name, ip=str(node.ip), pod_cidr=str(node.pod_cidr),
                  next_hop=next_hop)
 
@@ -313,8 +347,54 @@ class NodeDatapath:
             self._core.remove_remote(node.pod_cidr)
         vxlan.remove_remote(self._vxlan_index, cidr=node.pod_cidr, node_ip=node.ip,
                             remote_vtep_mac=vxlan.vtep_mac(node.ip))
+        if self._maps is not None:  # last: its VXLAN is refused from now on
+            self._maps.set_vtep(node.ip, self._vtep_flags(node.ip))
         log.info("remote.removed", node=name)
         return True
+
+    # -- VTEPs: who may send this node VXLAN ----------------------------------------------
+
+    def _vtep_flags(self, ip: IPv4Address) -> VtepFlag:
+        """What `ip` is to this node now: a node's (or the one being added), an extra VTEP,
+        one of ours."""
+        flags = VtepFlag(0)
+        nodes = [*self._remotes.values(), *([self._adding] if self._adding else [])]
+        if any(n.ip == ip for n in nodes):
+            flags |= VtepFlag.NODE
+        if ip in self.extra_vteps:
+            flags |= VtepFlag.EXTRA
+        if ip in self.self_addrs:
+            flags |= VtepFlag.SELF
+        return flags
+
+    def _program_vteps(self) -> None:
+        """At start: this node's addresses and extraVteps as configured now. NODE entries a
+        previous agent left stay, so that VXLAN from the other nodes is not refused between
+        this start and the first reconcile pass; prune_stale_vteps() then drops the ones that
+        are no longer nodes."""
+        assert self._maps is not None
+        have = self._maps.vteps()
+        for ip in have.keys() | self.extra_vteps | self.self_addrs:
+            want = (have.get(ip, VtepFlag(0)) & VtepFlag.NODE) | self._vtep_flags(ip)
+            if want != have.get(ip):
+                self._maps.set_vtep(ip, want)
+        log.info("vteps.programmed", own=sorted(map(str, self.self_addrs)),
+                 extra=sorted(map(str, self.extra_vteps)))
+
+    def prune_stale_vteps(self) -> list[IPv4Address]:
+        """Make rl_vteps exactly what the node list and the configuration say: called after a
+        reconcile pass in which every remote node was programmed. Returns what changed."""
+        if self._maps is None:
+            return []
+        changed = []
+        for ip, flags in self._maps.vteps().items():
+            want = self._vtep_flags(ip)
+            if want != flags:
+                self._maps.set_vtep(ip, want)
+                changed.append(ip)
+        if changed:
+            log.info("vteps.pruned", addresses=sorted(map(str, changed)))
+        return changed
 
     # -- telemetry ------------------------------------------------------------------------
 

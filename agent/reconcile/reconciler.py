@@ -85,6 +85,12 @@ class Reconciler:
         for name, node in want.remotes.items():
             if have_remotes.get(name) != node:
                 self._apply(res, f"remote {name}", partial(self.dp.set_remote, node))
+        if not res.failed:  # every node programmed: VTEPs of nodes no longer listed go
+            try:
+                res.changed += len(self.dp.prune_stale_vteps())
+            except (RinglaneError, OSError) as exc:
+                res.failed["vteps"] = str(exc)
+                log.warning("reconcile.failed", object="vteps", error=str(exc))
         have_eps = self.dp.programmed_endpoints()
         for ip in have_eps.keys() - want.endpoints.keys():
             self._apply(res, f"endpoint {ip}", partial(self.dp.remove_endpoint, ip))

@@ -9,6 +9,7 @@ here.
 
 from __future__ import annotations
 
+import enum
 import errno
 import os
 from dataclasses import dataclass
@@ -26,12 +27,14 @@ _MAPS = (
     "rl_endpoints",
     "rl_local_ips",
     "rl_remote_cidrs",
+    "rl_vteps",
     "rl_flows",
     "rl_xdp_stats",
     "rl_meta",
 )
 
 _STAT_PREFIX = "RL_XS_"
+_RETIRED_SUFFIX = "_RETIRED"  # enum values kept only for their number (abi.h)
 
 
 def retire_stale_pins(pin_dir: Path) -> int | None:
@@ -69,15 +72,18 @@ def _stat_names() -> dict[int, str]:
     """
     names: dict[int, str] = {}
     for attr in dir(lib):
-        if attr.startswith(_STAT_PREFIX) and attr != "RL_XS_MAX":
+        if (attr.startswith(_STAT_PREFIX) and attr != "RL_XS_MAX"
+                and not attr.endswith(_RETIRED_SUFFIX)):
             names[int(getattr(lib, attr))] = attr.removeprefix(_STAT_PREFIX).lower()
     return names
 
 
+class VtepFlag(enum.IntFlag):
+    """What an underlay address is to this node (rl_vteps, RL_VTEP_F_* in abi.h)."""
 
-
-
-
+    NODE = lib.RL_VTEP_F_NODE  # another node of the cluster: may send us VXLAN
+    EXTRA = lib.RL_VTEP_F_EXTRA  # an operator-listed VTEP (extraVteps): may send us VXLAN
+    SELF = lib.RL_VTEP_F_SELF  # one of this node's underlay addresses: VXLAN is sent to it
 
 
 @dataclass(frozen=True)
@@ -281,6 +287,36 @@ class PinnedMaps:
             if self._lookup("rl_remote_cidrs", key, val):
                 net = IPv4Network((from_be32(key.addr), int(key.prefixlen)))
                 out[net] = from_be32(val.node_ip)
+        return out
+
+    # --- VTEPs (underlay address -> RL_VTEP_F_*) -----------------------------------------------
+
+    def set_vtep(self, ip: IPv4Address, flags: VtepFlag) -> None:
+        """Record what underlay address `ip` is (all its flags at once; 0 deletes it).
+
+        from_wire accepts VXLAN only from NODE or EXTRA addresses and only to SELF ones;
+        from_pod refuses pod traffic to the VXLAN port of any of them.
+        """
+        if not flags:
+            self.delete_vtep(ip)
+            return
+        key = ffi.new("__be32 *", be32(ip))
+        val = ffi.new("struct rl_vtep_info *")
+        val.flags = int(flags)
+        val.pad = 0
+        self._update("rl_vteps", key, val, f"VTEP {ip}")
+
+    def delete_vtep(self, ip: IPv4Address) -> None:
+        """Forget underlay address `ip`; absent is fine."""
+        self._delete("rl_vteps", ffi.new("__be32 *", be32(ip)), f"VTEP {ip}")
+
+    def vteps(self) -> dict[IPv4Address, VtepFlag]:
+        """Every underlay address in rl_vteps with its flags."""
+        out: dict[IPv4Address, VtepFlag] = {}
+        val = ffi.new("struct rl_vtep_info *")
+        for key in self._keys("rl_vteps", "__be32"):
+            if self._lookup("rl_vteps", key, val):
+                out[from_be32(key[0])] = VtepFlag(int(val.flags))
         return out
 
     # --- TCP flows steered to the kernel path (written by the XDP programs) ------------------

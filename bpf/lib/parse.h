@@ -119,6 +119,13 @@ static __always_inline int rl_ip_is_fragment(const struct iphdr *iph)
 	return (iph->frag_off & bpf_htons(RL_IP_MF | RL_IP_OFFSET)) != 0;
 }
 
+/* Non-zero if @iph is a fragment other than the first: what follows its
+ * header is payload, not an L4 header. */
+static __always_inline int rl_ip_is_later_fragment(const struct iphdr *iph)
+{
+	return (iph->frag_off & bpf_htons(RL_IP_OFFSET)) != 0;
+}
+
 /* UDP header. 0, or -1 if truncated. */
 static __always_inline int parse_udphdr(struct rl_cursor *c, struct udphdr **udpp)
 {
@@ -141,6 +148,85 @@ static __always_inline int parse_tcphdr(struct rl_cursor *c, struct tcphdr **tcp
 		return -1;
 	c->pos = tcp + 1;
 	*tcpp = tcp;
+	return 0;
+}
+
+/* The ICMP header (RFC 792). linux/icmp.h includes libc's socket headers,
+ * which do not build for -target bpf. */
+struct rl_icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 rest;		/* unused, or the next-hop MTU of fragmentation-needed */
+};
+_Static_assert(sizeof(struct rl_icmphdr) == 8, "rl_icmphdr");
+
+#define RL_ICMP_DEST_UNREACH 3
+#define RL_ICMP_REDIRECT 5
+#define RL_ICMP_TIME_EXCEEDED 11
+#define RL_ICMP_PARAMETERPROB 12
+
+/* ICMP header. 0, or -1 if truncated. */
+static __always_inline int parse_icmphdr(struct rl_cursor *c, struct rl_icmphdr **icmpp)
+{
+	struct rl_icmphdr *icmp = c->pos;
+
+	if ((void *)(icmp + 1) > c->end)
+		return -1;
+	c->pos = icmp + 1;
+	*icmpp = icmp;
+	return 0;
+}
+
+/* The IPv4 header an ICMP error quotes, read as leniently as the kernel's
+ * icmp_unreach() reads it: IHL >= 5 and in bounds, nothing else (neither
+ * version nor total length: a quote is not a packet). Returns the quoted
+ * protocol or -1. A check on quotes must not be stricter than the kernel,
+ * or a malformed quote would slip past the check and still be acted on. */
+static __always_inline int parse_quoted_iphdr(struct rl_cursor *c, struct iphdr **iphp)
+{
+	struct iphdr *iph = c->pos;
+	__u32 hlen;
+
+	if ((void *)(iph + 1) > c->end)
+		return -1;
+	hlen = iph->ihl * 4;
+	if (hlen < sizeof(*iph))
+		return -1;
+	if (c->pos + hlen > c->end)
+		return -1;
+	c->pos += hlen;
+	*iphp = iph;
+	return iph->protocol;
+}
+
+/* ARP for IPv4 over Ethernet (RFC 826), the only kind a pod sends. */
+struct rl_arp_eth_ipv4 {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 oper;
+	__u8 sha[6];		/* sender MAC */
+	__u8 spa[4];		/* sender IPv4 (bytes: the field is unaligned) */
+	__u8 tha[6];
+	__u8 tpa[4];
+};
+_Static_assert(sizeof(struct rl_arp_eth_ipv4) == 28, "rl_arp_eth_ipv4");
+
+/* ARP payload. 0 if it is a complete Ethernet/IPv4 ARP, -1 if truncated or
+ * of another kind (the kernel's arp_rcv() drops those on an Ethernet link). */
+static __always_inline int parse_arp(struct rl_cursor *c, struct rl_arp_eth_ipv4 **arpp)
+{
+	struct rl_arp_eth_ipv4 *arp = c->pos;
+
+	if ((void *)(arp + 1) > c->end)
+		return -1;
+	if (arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) ||
+	    arp->hlen != 6 || arp->plen != 4)
+		return -1;
+	c->pos = arp + 1;
+	*arpp = arp;
 	return 0;
 }
 

@@ -4,7 +4,7 @@
  *
  * Every verdict a program returns is counted exactly once, so the counters
  * explain where each packet went (ring core, kernel fallback, or plain
- * kernel path and why). Per-CPU slots are incremented without atomics: an
+ * kernel path and why, or dropped and why). Per-CPU slots are incremented without atomics: an
  * XDP program runs to completion on one CPU in softirq context (native and
  * generic mode alike), so two increments of the same slot never interleave.
  */
@@ -33,6 +33,15 @@ static __always_inline int rl_pass(enum rl_xdp_stat stat)
 {
 	rl_count(stat);
 	return XDP_PASS;
+}
+
+/* Count @stat and drop the packet: a rejection, never a lack of resources
+ * (those are XDP_PASS to the kernel). Rejections hold with or without the
+ * ring core: they are decided before any redirect. */
+static __always_inline int rl_drop(enum rl_xdp_stat stat)
+{
+	rl_count(stat);
+	return XDP_DROP;
 }
 
 #endif /* RINGLANE_STATS_H */

@@ -7,6 +7,7 @@ finalizer, also when the test fails, so a failed run leaves nothing behind in /s
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +16,10 @@ import pytest
 from agent.xdp.bpfobj import lib
 
 from .xdp_harness import (
+    GATEWAY,
     RING_SPORT_MAX,
     RING_SPORT_MIN,
+    THIS_NODE,
     Datapath,
     MakeDatapath,
     Netns,
@@ -43,10 +46,18 @@ def pin_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def testns() -> Iterator[Netns]:
-    """A namespace with one device of TEST_DEV_QUEUES receive queues (ifb)."""
+    """A namespace with one device of TEST_DEV_QUEUES receive queues (ifb), routed like a node
+    (xdp_harness.THIS_NODE): what the programs' bpf_fib_lookup() consults."""
     ns = Netns("rl-bpft")
     try:
         ns.ip("link", "add", TEST_DEV, "numrxqueues", str(TEST_DEV_QUEUES), "type", "ifb")
+        ns.ip("link", "set", TEST_DEV, "up")
+        ns.ip("addr", "add", f"{THIS_NODE}/24", "brd", "+", "dev", TEST_DEV)
+        ns.ip("addr", "add", f"{GATEWAY}/32", "dev", TEST_DEV)
+        ns.ip("route", "add", "10.244.0.0/16", "dev", TEST_DEV)
+        ns.ip("route", "add", "default", "via", "192.168.0.254", "dev", TEST_DEV)
+        subprocess.run(["ip", "netns", "exec", ns.name, "sysctl", "-qw",
+                        "net.ipv4.conf.all.forwarding=1"], check=True)
         yield ns
     finally:
         ns.close()
@@ -80,7 +91,7 @@ def datapath(pin_dir: Path, testns: Netns, test_ifindex: int) -> Iterator[Datapa
 
 @pytest.fixture
 def make_datapath(testns: Netns, test_ifindex: int) -> Iterator[MakeDatapath]:
-    """Datapath.load with other load-time constants (tcp_mode, ring_sports), each call in a
+    """Datapath.load with other load-time constants (tcp_mode, ring_sports, ...), each call in a
     pin directory of its own; all of them are closed and unpinned after the test."""
     pin_dirs: list[Path] = []
     loaded: list[Datapath] = []
@@ -89,10 +100,13 @@ def make_datapath(testns: Netns, test_ifindex: int) -> Iterator[MakeDatapath]:
         *,
         tcp_mode: int | None = lib.RL_TCP_AUTO,
         ring_sports: tuple[int, int] | None = (RING_SPORT_MIN, RING_SPORT_MAX),
+        antispoof: int | None = 1,
+        underlay_ip: str | None = THIS_NODE,
     ) -> Datapath:
         path = make_pin_dir()
         pin_dirs.append(path)
-        dp = Datapath.load(path, testns, test_ifindex, tcp_mode=tcp_mode, ring_sports=ring_sports)
+        dp = Datapath.load(path, testns, test_ifindex, tcp_mode=tcp_mode,
+                           ring_sports=ring_sports, antispoof=antispoof, underlay_ip=underlay_ip)
         loaded.append(dp)
         return dp
 

@@ -31,6 +31,7 @@ def test_maps_are_pinned_by_name(datapath: Datapath, pin_dir: Path) -> None:
             "rl_endpoints",
             "rl_local_ips",
             "rl_remote_cidrs",
+            "rl_vteps",
             "rl_flows",
             "rl_xdp_stats",
             "rl_meta",
@@ -143,7 +144,10 @@ def test_remote_cidrs_roundtrip(datapath: Datapath) -> None:
 
 def test_xdp_stats_names_come_from_the_enum(datapath: Datapath) -> None:
     stats = datapath.maps.xdp_stats()
-    assert len(stats) == lib.RL_XS_MAX
+    retired = [n for n in dir(lib) if n.startswith("RL_XS_") and n.endswith("_RETIRED")]
+    assert retired == ["RL_XS_WIRE_PASS_OTHER_VNI_RETIRED"]
+    assert len(stats) == lib.RL_XS_MAX - len(retired)
+    assert "wire_pass_other_vni_retired" not in stats
     assert stats["pod_redirect"] == 0
     assert stats["wire_pass_malformed"] == 0
     # the counters of TCP steering and of outer fragments
@@ -152,6 +156,20 @@ def test_xdp_stats_names_come_from_the_enum(datapath: Datapath) -> None:
         "pod_flow_to_kernel",
         "wire_pass_kernel_sent",
         "wire_pass_fragment",
+    } <= set(stats)
+    # and of overlay hardening: every rejection by reason
+    assert {
+        "pod_drop_spoof_mac",
+        "pod_drop_spoof_ip",
+        "pod_drop_vxlan_to_node",
+        "pod_drop_vxlan_to_vtep",
+        "pod_drop_icmp_underlay",
+        "wire_drop_unknown_vtep",
+        "wire_drop_not_to_node",
+        "wire_drop_bad_vni",
+        "wire_drop_fragment",
+        "wire_drop_nested_vxlan",
+        "wire_rsvd_cleared",
     } <= set(stats)
     assert set(stats.values()) == {0}
 
@@ -182,7 +200,7 @@ def test_reload_reuses_pinned_maps(datapath: Datapath, pin_dir: Path, xsk: XskSo
         ifindex=datapath.ifindex, slot=1, ip=IPv4Address("10.244.1.2"), mac=MAC
     )
     datapath.put_xsk(1, xsk)
-    frame = udp_frame(saddr=ip4("10.244.1.2"), daddr=ip4("10.244.2.3"))
+    frame = udp_frame(saddr=ip4("10.244.1.2"), daddr=ip4("10.244.2.3"), src_mac=MAC)
     with (
         XdpObject(object_path("from_pod"), pin_dir=pin_dir, consts={}) as again,
         datapath.netns.entered(),
@@ -217,7 +235,8 @@ def test_overlay_mtu_const_reaches_the_program(datapath: Datapath, pin_dir: Path
     datapath.maps.set_endpoint(
         ifindex=datapath.ifindex, slot=1, ip=IPv4Address("10.244.1.2"), mac=MAC
     )
-    frame = udp_frame(b"x" * 1423, saddr=ip4("10.244.1.2"), daddr=ip4("10.244.2.3"))
+    frame = udp_frame(b"x" * 1423, saddr=ip4("10.244.1.2"), daddr=ip4("10.244.2.3"),
+                      src_mac=MAC)
     with (
         XdpObject(
             object_path("from_pod"), pin_dir=pin_dir, consts={"rl_cfg_overlay_mtu": 9000}

@@ -21,6 +21,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +37,7 @@ needs_root = pytest.mark.skipif(
 )
 
 # uapi linux/bpf.h enum xdp_action
+XDP_DROP = 1
 XDP_PASS = 2
 XDP_REDIRECT = 4
 
@@ -48,6 +50,15 @@ VXLAN_PORT = 8472
 VNI = 42
 RING_SPORT_MIN = 50000
 RING_SPORT_MAX = 60000
+
+# The node the programs run on, as the test namespace's FIB sees it (conftest's testns): its
+# underlay address THIS_NODE on 192.168.0.0/24 (NODE_B is a peer there), a pod gateway address,
+# a route to the podCIDRs and a default route. bpf_fib_lookup() then answers for the programs
+# as a node's routing table would: THIS_NODE, GATEWAY, the subnet broadcast and 127/8 are
+# received locally, pods and the outside world are forwarded.
+THIS_NODE = "192.168.0.1"
+NODE_B = "192.168.0.2"
+GATEWAY = "10.244.1.1"
 
 CLONE_NEWNET = 0x40000000  # uapi linux/sched.h
 
@@ -192,9 +203,9 @@ def remove_pin_dir(path: Path) -> None:
 class Datapath:
     """Both programs loaded with their maps pinned in one directory, plus the test context.
 
-    Load-time constants: the module's (OVERLAY_MTU, VXLAN_PORT, VNI, RING_SPORT_*), tcp_mode
-    as given. tcp_mode=None or ring_sports=None leaves that constant at the object's default,
-    for the tests that check the defaults themselves.
+    Load-time constants: the module's (OVERLAY_MTU, VXLAN_PORT, VNI, RING_SPORT_*, THIS_NODE),
+    tcp_mode, antispoof and underlay_ip as given. None leaves that constant at the object's
+    default, for the tests that check the defaults themselves.
     """
 
     pod: XdpObject
@@ -212,11 +223,17 @@ class Datapath:
         *,
         tcp_mode: int | None = lib.RL_TCP_AUTO,
         ring_sports: tuple[int, int] | None = (RING_SPORT_MIN, RING_SPORT_MAX),
+        antispoof: int | None = 1,
+        underlay_ip: str | None = THIS_NODE,
     ) -> Datapath:
-        pod_consts = {"rl_cfg_overlay_mtu": OVERLAY_MTU}
+        pod_consts = {"rl_cfg_overlay_mtu": OVERLAY_MTU, "rl_cfg_vxlan_port": VXLAN_PORT}
         if tcp_mode is not None:
             pod_consts["rl_cfg_tcp_mode"] = tcp_mode
+        if antispoof is not None:
+            pod_consts["rl_cfg_antispoof"] = antispoof
         wire_consts = {"rl_cfg_vxlan_port": VXLAN_PORT, "rl_cfg_vni": VNI}
+        if underlay_ip is not None:
+            wire_consts["rl_cfg_underlay_ip"] = int(IPv4Address(underlay_ip))
         if ring_sports is not None:
             wire_consts["rl_cfg_ring_sport_min"], wire_consts["rl_cfg_ring_sport_max"] = ring_sports
         pod = XdpObject(object_path("from_pod"), pin_dir=pin_dir, consts=pod_consts)
@@ -292,4 +309,6 @@ class MakeDatapath(Protocol):
         *,
         tcp_mode: int | None = lib.RL_TCP_AUTO,
         ring_sports: tuple[int, int] | None = (RING_SPORT_MIN, RING_SPORT_MAX),
+        antispoof: int | None = 1,
+        underlay_ip: str | None = THIS_NODE,
     ) -> Datapath: ...

@@ -44,12 +44,14 @@ def test_sigterm_keeps_fallback_and_cleanup_removes_everything(sandbox: Sandbox)
     n1, n2 = sandbox.nodes
     assert sorted(xdp_links(n1)) == ["rlv1", "rlv2", "ul0"]
     assert sandbox.stop_agent(n1, signal.SIGTERM) == 0
-    # stopped accelerating, programs gone, but pods still reach each other over the kernel
-    assert xdp_links(n1) == []
+    # stopped accelerating (no sockets), but the programs stay to keep rejecting what they
+    # reject (docs/threat-model.md), and pods still reach each other over the kernel
+    assert sorted(xdp_links(n1)) == ["rlv1", "rlv2", "ul0"]
     assert has_link(n1, "rl-vxlan") and n1.pin_dir.exists()
     assert traffic.ping(n1.pods[0], n2.pods[0], count=3, interval=0.02).received == 3
     p = run_agent(sandbox, n1, "--cleanup")
     assert p.returncode == 0, p.stderr
+    assert xdp_links(n1) == []
     assert not has_link(n1, "rl-vxlan")
     assert not n1.pin_dir.exists()
     assert n1.run("ip", "route", "show", "10.244.2.0/24").stdout == ""

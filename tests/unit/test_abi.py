@@ -27,7 +27,7 @@ def test_drop_reason_enum_mirrors_c() -> None:
 def test_both_modules_agree_on_shared_structs() -> None:
     for struct in ("struct rl_endpoint_info", "struct rl_local_ip_info", "struct rl_lpm4_key",
                    "struct rl_remote_info", "struct rl_flow_key", "struct rl_flow_info",
-                   "struct rl_meta"):
+                   "struct rl_vtep_info", "struct rl_meta"):
         assert ffi.sizeof(struct) == bpf_ffi.sizeof(struct), struct
 
 

@@ -46,6 +46,32 @@ def test_bad_values_are_named(values: dict[str, object], message: str) -> None:
         config.load(values, env={})
 
 
+def test_hardening_defaults_are_strict() -> None:
+    cfg = config.load({}, env={})
+    assert cfg.extra_vteps == () and cfg.pod_anti_spoofing and not cfg.detach_on_stop
+
+
+@pytest.mark.parametrize(
+    ("file_values", "env", "flags"),
+    [
+        ({"extraVteps": ["10.0.0.1", "10.0.0.2"]}, {}, {}),
+        ({}, {"RINGLANE_EXTRA_VTEPS": " 10.0.0.1, 10.0.0.2,"}, {}),
+        ({"extraVteps": ["192.0.2.9"]}, {}, {"extra_vteps": "10.0.0.1,10.0.0.2"}),
+    ],
+)
+def test_extra_vteps_list_or_comma_separated(file_values: dict[str, object],
+                                             env: dict[str, str],
+                                             flags: dict[str, object]) -> None:
+    cfg = config.load(file_values, env=env, flags=flags)
+    assert cfg.extra_vteps == ("10.0.0.1", "10.0.0.2")
+
+
+@pytest.mark.parametrize("bad", [["10.0.0.1", "nope"], "10.0.0.300", ["::1"]])
+def test_extra_vteps_must_be_ipv4(bad: object) -> None:
+    with pytest.raises(ConfigError, match="extraVteps"):
+        config.load({"extraVteps": bad}, env={})
+
+
 def test_env_value_errors_name_the_variable() -> None:
     with pytest.raises(ConfigError, match="RINGLANE_BATCH_SIZE"):
         config.load({}, env={"RINGLANE_BATCH_SIZE": "many"})

@@ -18,8 +18,9 @@
 
 #include <linux/types.h>
 
-/* Bumped on any incompatible change; pinned maps record it (rl_meta). */
-#define RL_ABI_VERSION 2
+/* Bumped on any incompatible change; pinned maps record it (rl_meta).
+ * 3: rl_vteps added, rl_xdp_stats grew (overlay hardening). */
+#define RL_ABI_VERSION 3
 
 #define RL_VXLAN_PORT_DEFAULT 4789
 #define RL_VXLAN_FLAG_I 0x08
@@ -41,6 +42,7 @@
 #define RL_UNDERLAY_SLOT_BASE 1024
 #define RL_XSK_SLOTS 1088
 #define RL_MAX_REMOTE_CIDRS 16384
+#define RL_MAX_VTEPS 16384
 
 /*
  * Outer UDP source ports. The ring core and the kernel fallback device use
@@ -121,6 +123,24 @@ struct rl_flow_info {
 };
 _Static_assert(sizeof(struct rl_flow_info) == 8, "rl_flow_info");
 
+/*
+ * rl_vteps: underlay IPv4 (network order) -> what that address is to us.
+ * from_wire accepts VXLAN only from a NODE or EXTRA address and only to a
+ * SELF address (or rl_cfg_underlay_ip); from_pod refuses to let a pod send
+ * to any of them on the VXLAN port. Written by the agent: SELF from the
+ * underlay interface's addresses, NODE from the node list, EXTRA from the
+ * extraVteps configuration. One address may carry several flags.
+ */
+#define RL_VTEP_F_NODE 1	/* another node of the cluster */
+#define RL_VTEP_F_EXTRA 2	/* an operator-listed VTEP (extraVteps) */
+#define RL_VTEP_F_SELF 4	/* an underlay address of this node */
+
+struct rl_vtep_info {
+	__u32 flags;		/* RL_VTEP_F_* */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct rl_vtep_info) == 8, "rl_vtep_info");
+
 /* rl_meta[0]: written once by whoever creates the pinned maps. */
 struct rl_meta {
 	__u32 abi_version;
@@ -144,14 +164,27 @@ enum rl_xdp_stat {
 	RL_XS_WIRE_REDIRECT = 8,	/* from_wire: handed to the ring core */
 	RL_XS_WIRE_FALLBACK = 9,	/* from_wire: ours, but no socket: kernel VXLAN */
 	RL_XS_WIRE_PASS_NOT_VXLAN = 10,
-	RL_XS_WIRE_PASS_OTHER_VNI = 11,
+	RL_XS_WIRE_PASS_OTHER_VNI_RETIRED = 11, /* ABI 2; now RL_XS_WIRE_DROP_BAD_VNI */
 	RL_XS_WIRE_PASS_NOT_LOCAL = 12,	/* inner destination is no accelerated pod */
 	RL_XS_WIRE_PASS_MALFORMED = 13,
 	RL_XS_POD_PASS_TCP_KERNEL = 14,	/* TCP of a flow steered to the kernel path */
 	RL_XS_POD_FLOW_TO_KERNEL = 15,	/* bulk TCP flows moved to the kernel (once each) */
 	RL_XS_WIRE_PASS_KERNEL_SENT = 16, /* source port outside the ring range: kernel's */
 	RL_XS_WIRE_PASS_FRAGMENT = 17,	/* outer fragment: the kernel reassembles */
-	RL_XS_MAX = 18,
+	/* Overlay hardening (ABI 3): every rejection is an XDP_DROP counted by
+	 * reason, with or without the ring core (docs/threat-model.md). */
+	RL_XS_POD_DROP_SPOOF_MAC = 18,	/* Ethernet source / ARP sender MAC not the endpoint's */
+	RL_XS_POD_DROP_SPOOF_IP = 19,	/* IPv4 source / ARP sender IP not the endpoint's */
+	RL_XS_POD_DROP_VXLAN_TO_NODE = 20, /* to the VXLAN port of an address this node receives */
+	RL_XS_POD_DROP_VXLAN_TO_VTEP = 21, /* to the VXLAN port of another node (rl_vteps) */
+	RL_XS_POD_DROP_ICMP_UNDERLAY = 22, /* ICMP error quoting overlay/underlay headers */
+	RL_XS_WIRE_DROP_UNKNOWN_VTEP = 23, /* VXLAN from an address that is no known VTEP */
+	RL_XS_WIRE_DROP_NOT_TO_NODE = 24, /* VXLAN to an address that is not our underlay's */
+	RL_XS_WIRE_DROP_BAD_VNI = 25,	/* our port, but another VNI or the I flag clear */
+	RL_XS_WIRE_DROP_FRAGMENT = 26,	/* first fragment of a VXLAN datagram */
+	RL_XS_WIRE_DROP_NESTED_VXLAN = 27, /* inner VXLAN to a node: would be decapsulated twice */
+	RL_XS_WIRE_RSVD_CLEARED = 28,	/* event: reserved VXLAN bits cleared (RFC 7348) */
+	RL_XS_MAX = 29,
 };
 
 /*

@@ -63,6 +63,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rl_remote_cidrs SEC(".maps");
 
+/* Underlay addresses: known VTEPs (nodes, extraVteps) and this node's own
+ * (RL_VTEP_F_*). The allow-list of from_wire, the deny-list of from_pod. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RL_MAX_VTEPS);
+	__type(key, __be32);
+	__type(value, struct rl_vtep_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rl_vteps SEC(".maps");
+
 /* Bulk TCP flows moved to the kernel path (see RL_TCP_AUTO). LRU: a flow
  * that ends simply ages out; a flow evicted while still running is moved
  * again by its next super-frame. */
