@@ -17,6 +17,8 @@ APT_PACKAGES=(
   iperf3 sockperf netsniff-ng
   # a real container runtime for the CNI chain (podman 4 still has the CNI backend)
   podman runc busybox-static
+  # base images for the image build test (no registry here: debootstrap makes them)
+  debootstrap
 )
 
 if [ "$(id -u)" != 0 ]; then
