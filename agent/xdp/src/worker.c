@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
 
 #include "core.h"
 
@@ -225,7 +226,11 @@ static void from_pod(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k)
 	err = rl_l4_csum_fill(data, len, &info);
 	if (err)
 		goto drop;
-	if ((info.ip_proto == 6 || info.ip_proto == 17) && !info.is_fragment) {
+	/* filled: unfragmented TCP, and UDP unless its checksum is 0 ("none",
+	 * left so); the fill succeeded, so the L4 header is in the frame */
+	if (!info.is_fragment && (info.ip_proto == IPPROTO_TCP ||
+	    (info.ip_proto == IPPROTO_UDP &&
+	     (data[info.l4_off + 6] | data[info.l4_off + 7])))) {
 		RL_CNT_ADD(c->cnt.csum_filled, 1);
 		RL_CNT_ADD(s->cnt.csum_filled, 1);
 	}
