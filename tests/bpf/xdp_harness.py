@@ -18,8 +18,7 @@ import shutil
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -30,6 +29,7 @@ from cffi import FFI
 
 from agent.xdp.bpfobj import XdpObject, ensure_bpffs, ffi, lib, object_path, test_run
 from agent.xdp.maps import Flow, PinnedMaps
+from tests.nsutil import entered
 
 # Every test here creates BPF objects, pins, namespaces or AF_XDP sockets.
 needs_root = pytest.mark.skipif(
@@ -60,8 +60,6 @@ THIS_NODE = "192.168.0.1"
 NODE_B = "192.168.0.2"
 GATEWAY = "10.244.1.1"
 
-CLONE_NEWNET = 0x40000000  # uapi linux/sched.h
-
 # uapi linux/if_xdp.h and linux/socket.h
 AF_XDP = 44
 SOL_XDP = 283
@@ -74,7 +72,6 @@ XDP_COPY = 1 << 1
 _libc_ffi = FFI()
 _libc_ffi.cdef(
     """
-    int setns(int fd, int nstype);
     struct sockaddr_xdp {
         uint16_t sxdp_family;
         uint16_t sxdp_flags;
@@ -93,12 +90,6 @@ def _ip(*args: str) -> str:
     if res.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {res.stderr.strip()}")
     return res.stdout
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = _libc_ffi.errno
-        raise OSError(err, f"setns: {os.strerror(err)}")
 
 
 class Netns:
@@ -121,22 +112,9 @@ class Netns:
         info = json.loads(self.ip("-j", "link", "show", "dev", dev))
         return int(info[0]["ifindex"])
 
-    @contextmanager
-    def entered(self) -> Iterator[None]:
+    def entered(self) -> AbstractContextManager[None]:
         """Run the body with this thread inside the namespace (network only)."""
-        home = os.open("/proc/self/ns/net", os.O_RDONLY)
-        try:
-            target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
-            try:
-                _setns(target)
-            finally:
-                os.close(target)
-            try:
-                yield
-            finally:
-                _setns(home)
-        finally:
-            os.close(home)
+        return entered(self.name)
 
     def close(self) -> None:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)

@@ -17,18 +17,16 @@ Every execution is kept in `runs` (configuration, environment, output, duration)
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import secrets
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-CLONE_NEWNET = 0x40000000
+from tests.nsutil import entered
 
 
 class Netns:
@@ -54,41 +52,6 @@ class Netns:
     def delete(self) -> None:
         if os.path.exists(self.path):
             subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
-
-
-_libc: ctypes.CDLL | None = None
-
-
-def _setns(fd: int) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextmanager
-def entered(netns_path: str | None) -> Iterator[None]:
-    """Run the block (and every process it starts) with this thread in `netns_path`.
-
-    setns() moves only the calling thread, and a child inherits the namespace of the thread
-    that forks it; restoring afterwards leaves the rest of the test process where it was.
-    """
-    if netns_path is None:
-        yield
-        return
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(target)
-        os.close(own)
 
 
 @dataclass

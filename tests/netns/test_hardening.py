@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import signal
 import socket
@@ -39,7 +38,6 @@ from agent.netlink.vxlan import vtep_mac
 from agent.sandbox import Node, Pod, Sandbox, sh
 from agent.xdp.bpfobj import lib
 from agent.xdp.maps import PinnedMaps, VtepFlag
-from tests.bpf.xdp_harness import _setns
 from tests.conftest import require_root, require_tools
 from tests.native.packets import (
     ETH_P_ARP,
@@ -54,6 +52,7 @@ from tests.native.packets import (
     vxlan,
 )
 from tests.netns.conftest import SandboxFactory
+from tests.nsutil import entered
 
 VXLAN_PORT = 4789
 VNI = 1
@@ -67,24 +66,6 @@ STATES = ["up", "killed", "stopped", "bare"]
 
 
 # --- raw frames in namespaces ----------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def entered(netns: str) -> Iterator[None]:
-    """This thread inside network namespace `netns` (sockets made here stay in it)."""
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
 
 
 def link_mac(netns: str, dev: str) -> bytes:

@@ -18,9 +18,9 @@ import pytest
 from agent import traffic
 from agent.control import request
 from agent.sandbox import Node, Sandbox
-from tests.cni.chain import entered
 from tests.conftest import require_root, require_tools
 from tests.kubeapi.server import FakeKubeAPI, node, pod
+from tests.nsutil import entered
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
