@@ -35,7 +35,8 @@ from typing import Any
 
 from agent.cni import launcher
 from tests.cni.agent_double import AgentDouble
-from tests.cni.chain import Attachment, Netns, Runtime, entered
+from tests.cni.chain import Attachment, Netns, Runtime
+from tests.nsutil import entered
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPT = ROOT / ".venv" / "bin" / "ringlane"
