@@ -32,11 +32,14 @@ def _measure(sb: Sandbox, seconds: float) -> PathFigures:
     src, dst = sb.nodes[0].pods[0], sb.nodes[1].pods[0]
     f = PathFigures()
     losses = []
-    for a in sb.pods:
-        for b in sb.pods:
-            if a is not b and not b.name.startswith(a.name.split("p")[0] + "p"):
-                r = traffic.ping(a, b, count=5, interval=0.01)
-                losses.append(r.sent - r.received)
+    for na in sb.nodes:
+        for nb in sb.nodes:
+            if na is nb:
+                continue  # cross-node pairs only: those are what the overlay carries
+            for a in na.pods:
+                for b in nb.pods:
+                    r = traffic.ping(a, b, count=5, interval=0.01)
+                    losses.append(r.sent - r.received)
     f.ping_loss = f"{sum(losses)} lost of {5 * len(losses)}"
     f.ping_ms = traffic.ping(src, dst, count=50, interval=0.01).rtt_avg_ms
     f.udp64_kpps = traffic.iperf(src, dst, seconds=seconds, udp_len=64).packets_per_second / 1e3

@@ -94,13 +94,17 @@ def serve_kubernetes(cfg: configmod.AgentConfig, kubeconfig: Path | None) -> int
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        waited = 0
         while True:
             me = cluster.nodes().get(cfg.node_name) if cluster.synced() else None
             if me is not None and me.pod_cidr is not None:
                 break
             if stop.wait(0.5):
                 return 0
-            log.info("agent.waiting", synced=cluster.synced(), node=cfg.node_name)
+            if waited % 20 == 0:  # every 10 s, not every poll
+                log.info("agent.waiting", synced=cluster.synced(), node=cfg.node_name,
+                         seconds=waited // 2)
+            waited += 1
         pod_cidr = me.pod_cidr
         dp = NodeDatapath(cfg, pod_cidr=pod_cidr)
         agent = NodeAgent(cfg, dp, lambda: kube_source.remote_nodes(cluster, cfg.node_name),
