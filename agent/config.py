@@ -49,6 +49,20 @@ class AgentConfig:
     # SIGTERM keeps the XDP programs attached (sockets gone: they pass every legitimate packet
     # to the kernel fallback and keep rejecting the rest); true restores the bare fallback.
     detach_on_stop: bool = False
+    # Policy and telemetry (docs/policy.md, docs/api.md).
+    network_policy: bool = True  # enforce Kubernetes NetworkPolicies (Kubernetes mode)
+    flow_sample_every: int = 64  # sample 1 in N allowed policy decisions (denies: all); 0 off
+    probe_interval_ms: int = 1000  # link probes to every node through the overlay; 0 off
+    # The gRPC API always listens on runDir/api.sock (root only); apiListen (host:port) adds a
+    # TCP listener, which requires mutual TLS: the three PEM files below.
+    api_listen: str = ""
+    api_tls_cert: str = ""
+    api_tls_key: str = ""
+    api_tls_ca: str = ""
+
+    @property
+    def api_socket(self) -> Path:
+        return self.run_dir / "api.sock"
 
     def validate(self) -> AgentConfig:
         if not 1 <= self.vni < 2**24:
@@ -79,6 +93,19 @@ class AgentConfig:
             raise ConfigError(f"underlayInterface: {self.underlay_interface!r} is not valid")
         if not all(p.is_absolute() for p in (self.pin_dir, self.run_dir, self.cni_state_dir)):
             raise ConfigError("pinDir, runDir and cniStateDir must be absolute paths")
+        if not 0 <= self.flow_sample_every <= 1 << 20:
+            raise ConfigError(f"flowSampleEvery: {self.flow_sample_every} is not in 0..1048576")
+        if self.probe_interval_ms and not 10 <= self.probe_interval_ms <= 60000:
+            raise ConfigError(f"probeIntervalMs: {self.probe_interval_ms} is not 0 (off) or "
+                              "in 10..60000")
+        if self.api_listen:
+            if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]*):\d{1,5}", self.api_listen):
+                raise ConfigError(f"apiListen: {self.api_listen!r} is not host:port")
+            missing = [k for k, v in (("apiTlsCert", self.api_tls_cert),
+                                      ("apiTlsKey", self.api_tls_key),
+                                      ("apiTlsCa", self.api_tls_ca)) if not v]
+            if missing:
+                raise ConfigError(f"apiListen: TCP requires mutual TLS; set {', '.join(missing)}")
         for vtep in self.extra_vteps:
             try:
                 IPv4Address(vtep)

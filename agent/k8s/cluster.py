@@ -1,6 +1,7 @@
-"""What the node agent knows of the cluster: its own pods, every node, and network policies.
+"""What the node agent knows of the cluster: its own pods, every node, and (for policy) every
+pod's labels and named ports, every namespace's labels and the NetworkPolicies.
 
-Three ListWatches feed one store. The store keeps only what the data path needs, parsed once
+ListWatches feed one store. The store keeps only what the data path needs, parsed once
 per change into frozen records, and hands out snapshots (fresh dicts of immutable values): the
 reconciler reads a consistent picture without holding a lock while it programs the node.
 
@@ -28,6 +29,7 @@ from kubernetes import client, config
 
 from agent.errors import ConfigError
 from agent.k8s.watch import BackoffPolicy, KubeError, ListWatch, Obj, WatchStats
+from agent.policy.model import NamedPort, PodRef, Protocol
 
 log = structlog.get_logger(__name__)
 V = TypeVar("V")
@@ -105,6 +107,38 @@ def parse_pod(obj: Obj) -> PodInfo | None:
                    deleting=meta.get("deletionTimestamp") is not None)
 
 
+def _named_ports(spec: Obj) -> frozenset[NamedPort]:
+    out = set()
+    for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        for port in (c.get("ports") or []) if isinstance(c, dict) else []:
+            if not isinstance(port, dict) or not port.get("name"):
+                continue
+            try:
+                proto = Protocol(str(port.get("protocol") or "TCP").lower())
+                out.add(NamedPort(str(port["name"]), proto, int(port["containerPort"])))
+            except (KeyError, TypeError, ValueError):
+                continue  # the API server validates ports; skip what we cannot read
+    return frozenset(out)
+
+
+def parse_pod_ref(obj: Obj) -> PodRef | None:
+    """Any node's pod as a policy peer or subject: None for pods without an IPv4 address on
+    the pod network (host network, not yet assigned, finished)."""
+    pod = parse_pod(obj)
+    if (pod is None or pod.pod_ip is None or pod.host_network
+            or pod.phase in ("Succeeded", "Failed")):
+        return None
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    labels = meta.get("labels") or {}
+    return PodRef(pod.namespace, pod.name, pod.pod_ip,
+                  frozenset((str(k), str(v)) for k, v in labels.items()), _named_ports(spec))
+
+
+def _namespace_labels(obj: Obj) -> frozenset[tuple[str, str]]:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return frozenset((str(k), str(v)) for k, v in labels.items())
+
+
 def _policy_key(obj: Obj) -> str | None:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace', '')}/{meta['name']}" if meta.get("name") else None
@@ -123,8 +157,9 @@ class _Table(Generic[V]):
 
 
 class ClusterState:
-    """Thread-safe store of this node's pods, all nodes and (optionally) network policies,
-    kept current by watches on daemon threads between `start()` and `stop()`."""
+    """Thread-safe store of this node's pods, all nodes and (with `watch_policies`) every pod,
+    namespace and NetworkPolicy, kept current by watches on daemon threads between `start()`
+    and `stop()`."""
 
     def __init__(self, *, watch_policies: bool = False, backoff: BackoffPolicy | None = None,
                  watch_timeout: float = 300.0, page_size: int = 500) -> None:
@@ -142,11 +177,16 @@ class ClusterState:
         self._pods = _Table[PodInfo]("Pod", lambda o: (o.get("metadata") or {}).get("uid"),
                                      parse_pod)
         self._policies = _Table[Obj]("NetworkPolicy", _policy_key, copy.deepcopy)
+        self._peers = _Table[PodRef]("Pod (all nodes)",
+                                     lambda o: (o.get("metadata") or {}).get("uid"), parse_pod_ref)
+        self._namespaces = _Table[frozenset[tuple[str, str]]](
+            "Namespace", lambda o: (o.get("metadata") or {}).get("name"), _namespace_labels)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, api_client: client.ApiClient, node_name: str) -> None:
-        """Start watching: all nodes, the pods bound to `node_name`, and policies if asked."""
+        """Start watching: all nodes, the pods bound to `node_name`, and what policy needs
+        if asked."""
         if self._watches:
             raise KubeError("ClusterState.start() called twice")
         core = client.CoreV1Api(api_client)
@@ -156,7 +196,9 @@ class ClusterState:
         ]
         if self._watch_policies:
             net = client.NetworkingV1Api(api_client)
-            specs.append((self._policies, net.list_network_policy_for_all_namespaces, None))
+            specs += [(self._policies, net.list_network_policy_for_all_namespaces, None),
+                      (self._peers, core.list_pod_for_all_namespaces, None),
+                      (self._namespaces, core.list_namespace, None)]
         for table, func, selector in specs:
             self._watches.append(ListWatch(
                 table.kind, func, field_selector=selector,
@@ -185,7 +227,8 @@ class ClusterState:
         from a snapshot proves nothing and nothing may be garbage-collected."""
         with self._lock:
             return self._nodes.synced and self._pods.synced and (
-                self._policies.synced or not self._watch_policies)
+                not self._watch_policies or (self._policies.synced and self._peers.synced
+                                             and self._namespaces.synced))
 
     def nodes(self) -> dict[str, NodeInfo]:
         """Every node with an IPv4 InternalIP, by name."""
@@ -202,6 +245,16 @@ class ClusterState:
         unless constructed with watch_policies=True."""
         with self._lock:
             return copy.deepcopy(self._policies.items)
+
+    def all_pods(self) -> list[PodRef]:
+        """Every pod of the cluster on the pod network; empty unless watch_policies=True."""
+        with self._lock:
+            return sorted(self._peers.items.values(), key=lambda p: (p.namespace, p.name))
+
+    def namespaces(self) -> dict[str, dict[str, str]]:
+        """Namespace name -> labels; empty unless watch_policies=True."""
+        with self._lock:
+            return {k: dict(v) for k, v in self._namespaces.items.items()}
 
     @property
     def generation(self) -> int:

@@ -49,6 +49,7 @@ class Resource:
 RESOURCES = {
     "nodes": Resource("nodes", "Node", "v1", "/api/v1/nodes", False),
     "pods": Resource("pods", "Pod", "v1", "/api/v1/pods", True),
+    "namespaces": Resource("namespaces", "Namespace", "v1", "/api/v1/namespaces", False),
     "networkpolicies": Resource("networkpolicies", "NetworkPolicy", "networking.k8s.io/v1",
                                 "/apis/networking.k8s.io/v1/networkpolicies", True),
 }
@@ -504,15 +505,25 @@ def node(name: str, ip: str | None, pod_cidr: str | None = None, *,
 
 
 def pod(name: str, node_name: str, ip: str | None = None, *, namespace: str = "default",
-        host_network: bool = False, phase: str = "Running") -> Obj:
+        host_network: bool = False, phase: str = "Running", labels: dict[str, str] | None = None,
+        ports: dict[str, int] | None = None) -> Obj:
+    """`ports`: named TCP container ports."""
     status: Obj = {"phase": phase}
     if ip is not None:
         status["podIP"] = ip
         status["podIPs"] = [{"ip": ip}]
-    return {"metadata": {"name": name, "namespace": namespace},
+    container: Obj = {"name": "c", "image": "busybox"}
+    if ports:
+        container["ports"] = [{"name": k, "containerPort": v} for k, v in ports.items()]
+    return {"metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
             "spec": {"nodeName": node_name, "hostNetwork": host_network,
-                     "containers": [{"name": "c", "image": "busybox"}]},
+                     "containers": [container]},
             "status": status}
+
+
+def namespace(name: str, **labels: str) -> Obj:
+    return {"metadata": {"name": name,
+                         "labels": {"kubernetes.io/metadata.name": name, **labels}}}
 
 
 def policy(name: str, namespace: str = "default") -> Obj:
