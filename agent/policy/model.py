@@ -189,6 +189,9 @@ def _check_selector(sel: LabelSelector, where: str) -> None:
             raise PolicyError(w, f"operator {r.operator.value} needs at least one value")
         if not needs_values and r.values:
             raise PolicyError(w, f"operator {r.operator.value} takes no values")
+        for v in sorted(r.values):
+            if not _LABEL_VALUE.match(v) or len(v) > 63:
+                raise PolicyError(f"{w}.values", f"invalid label value {v!r}")
 
 
 def _check_port(pm: PortMatch, where: str) -> None:
@@ -198,7 +201,7 @@ def _check_port(pm: PortMatch, where: str) -> None:
                                      "remove port/endPort or choose tcp, udp or sctp")
         return
     if isinstance(pm.port, str):
-        if not _PORT_NAME.match(pm.port) or len(pm.port) > 15:
+        if not _PORT_NAME.match(pm.port) or len(pm.port) > 15 or not re.search("[a-z]", pm.port):
             raise PolicyError(f"{where}.port", f"invalid port name {pm.port!r}")
         if pm.end_port is not None:
             raise PolicyError(f"{where}.endPort", "a named port cannot have an endPort")
@@ -270,11 +273,12 @@ class NamedPort:
 
 @dataclass(frozen=True)
 class PodRef:
-    """A pod as policy sees it: where it is, what it is called, its labels and named ports."""
+    """A pod as policy sees it: where it is, what it is called, its labels and named ports.
+    `ip` None: the API does not show one yet (a pod being created; see kube_source)."""
 
     namespace: str
     name: str
-    ip: IPv4Address
+    ip: IPv4Address | None
     labels: frozenset[tuple[str, str]] = frozenset()
     ports: frozenset[NamedPort] = frozenset()
 

@@ -17,6 +17,8 @@ hold becomes less allowed, never more.
   guess at the selected pods could hand this policy's allows to pods it never selected.
 - Whatever `validate()` refuses is treated the same way (it also enforces Ringlane's limits,
   such as peers per rule); if the policy still fails with its rules dropped, it is dropped.
+- A spec that cannot be read (including one with a field NetworkPolicy v1 does not have)
+  isolates both directions of every pod of the namespace, with no rules.
 - Without a usable metadata.name and metadata.namespace there is no policy to key or scope,
   so none is returned (the API server never serves such an object).
 
@@ -60,7 +62,7 @@ _PEERS_KEY = {Direction.INGRESS: "from", Direction.EGRESS: "to"}
 _PORT_NAME = re.compile(r"^(?=.*[a-z])(?!.*--)[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _RULE_PATH = re.compile(r"^policy\.(ingress|egress)\[(\d+)\](?:\.peers(?:\[(\d+)\])?)?")
 
-_RULE_DROPPED = "rule dropped; the policy allows less than written"
+_RULE_DROPPED = "rule dropped: the policy allows less than written"
 _SUBJECT_CLOSED = "every pod of the namespace isolated, no rules kept"
 
 
@@ -110,7 +112,7 @@ def _object(value: Any, path: str, fields: Iterable[str] | None = None, *,
         unknown = sorted(str(k) for k in value if k not in known)
         if unknown:
             raise PolicyError(f"{path}.{unknown[0]}",
-                              "unknown field; Ringlane cannot enforce what it does not read")
+                              "unknown field, which Ringlane cannot enforce")
     return value
 
 
@@ -142,7 +144,7 @@ def _selector(value: Any, path: str) -> LabelSelector:
     match_labels = frozenset(
         (_string(k, f"{path}.matchLabels"), _string(v, f"{path}.matchLabels[{k}]"))
         for k, v in labels.items())
-    exprs = []
+    exprs: list[Requirement] = []
     for i, item in enumerate(_array(sel.get("matchExpressions"), f"{path}.matchExpressions")):
         w = f"{path}.matchExpressions[{i}]"
         expr = _object(item, w, ("key", "operator", "values"), null=False)
@@ -173,11 +175,14 @@ class _Translator:
         if not isinstance(value, str) or "/" not in value:
             raise PolicyError(path, f"{value!r} is not a CIDR")
         try:
+            return ip_network(value)
+        except ValueError:
+            pass
+        try:  # Kubernetes accepts host bits and ignores them
             net = ip_network(value, strict=False)
         except ValueError as exc:
             raise PolicyError(path, f"{value!r} is not a CIDR: {exc}") from exc
-        if str(net) != value:
-            self.warnings.append(f"{path}: {value} read as {net} (host bits set)")
+        self.warnings.append(f"{path}: {value} read as {net} (host bits set)")
         return net
 
     def ip_block(self, value: Any, path: str) -> CidrPeer | None:
@@ -217,7 +222,8 @@ class _Translator:
         The port is an IntOrString: a JSON string is always a name, even "80"."""
         spec = _object(value, path, ("protocol", "port", "endPort"), null=False)
         protocol = spec.get("protocol")
-        if protocol is not None and protocol not in _PROTOCOLS:
+        if protocol is not None and (not isinstance(protocol, str)
+                                     or protocol not in _PROTOCOLS):
             raise PolicyError(f"{path}.protocol", f"{protocol!r} is not TCP, UDP or SCTP")
         port: int | str | None = spec.get("port")
         if isinstance(port, str):
@@ -240,7 +246,8 @@ class _Translator:
         listed = _array(spec.get(peers_key), f"{path}.{peers_key}")
         ports = tuple(self.port(p, f"{path}.ports[{j}]")
                       for j, p in enumerate(_array(spec.get("ports"), f"{path}.ports")))
-        peers, origins = [], []
+        peers: list[PodPeer | CidrPeer] = []
+        origins: list[int] = []
         for j, item in enumerate(listed):
             peer = self.peer(item, f"{path}.{peers_key}[{j}]")
             if peer is not None:
@@ -287,7 +294,8 @@ class _Translator:
         except PolicyError as exc:
             self.error(exc, "both directions isolated, no rules kept")
             return frozenset(Direction), frozenset()
-        named, bad = set(), False
+        named: set[Direction] = set()
+        bad = False
         for i, t in enumerate(listed):
             if isinstance(t, str) and t in _POLICY_TYPES:
                 named.add(_POLICY_TYPES[t])
@@ -302,8 +310,8 @@ class _Translator:
 
     def policy(self, obj: Any) -> Policy | None:
         try:
-            meta = _object(obj, "object", null=False)
-            meta = _object(meta.get("metadata"), "metadata", null=False)
+            root = _object(obj, "object", null=False)
+            meta = _object(root.get("metadata"), "metadata", null=False)
             name = _string(meta.get("name"), "metadata.name")
             namespace = _string(meta.get("namespace"), "metadata.namespace")
         except PolicyError as exc:
@@ -316,7 +324,8 @@ class _Translator:
                 isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
             policy = replace(policy, labels=frozenset(labels.items()))
         try:
-            spec = _object(obj.get("spec"), "spec")
+            spec = _object(root.get("spec"), "spec",
+                           ("podSelector", "policyTypes", "ingress", "egress"))
         except PolicyError as exc:
             self.error(exc, "both directions of every pod of the namespace isolated")
             return self.gate(policy, {})
@@ -342,45 +351,57 @@ class _Translator:
                                  egress=tuple(found.get(Direction.EGRESS, ()))), origins)
 
     def gate(self, policy: Policy, origins: Mapping[Direction, list[_Origin]]) -> Policy | None:
-        """`policy` through validate(), dropping what it refuses (see the module docstring)."""
-        kept = {d: list(policy.rules(d)) for d in Direction}
-        where = {d: list(origins.get(d, ())) for d in Direction}
-        for _ in range(sum(map(len, kept.values())) + 3):
-            try:
-                return validate(policy)
-            except PolicyError as exc:
-                failure = exc
-            m = _RULE_PATH.match(failure.field)
-            if m:
-                d = Direction(m[1])
-                i = int(m[2])
-                rule_i, peer_is = where[d][i]
-                head = f"spec.{d.value}[{rule_i}]"
-                if m.group(3) is not None:
-                    head += f".{_PEERS_KEY[d]}[{peer_is[int(m[3])]}]"
-                elif ".peers" in m[0]:
-                    head += f".{_PEERS_KEY[d]}"
-                self.error(PolicyError(head + failure.field[m.end():], failure.message),
-                           _RULE_DROPPED)
-                del kept[d][i], where[d][i]
-            elif failure.field in ("policy.ingress", "policy.egress"):
-                d = Direction(failure.field.removeprefix("policy."))
-                self.error(PolicyError(f"spec.{d.value}", failure.message),
-                           f"rules after the first {MAX_RULES_PER_DIRECTION} dropped")
-                del kept[d][MAX_RULES_PER_DIRECTION:], where[d][MAX_RULES_PER_DIRECTION:]
-            elif failure.field.startswith("policy.podSelector"):
-                self.error(PolicyError("spec" + failure.field.removeprefix("policy"),
-                                       failure.message), _SUBJECT_CLOSED)
-                policy = replace(policy, subject=LabelSelector())
-                kept = {d: [] for d in Direction}
-            else:
-                field = failure.field.replace("policy.", "metadata.", 1)
-                field = field.replace("metadata.policyTypes", "spec.policyTypes")
-                self.error(PolicyError(field, failure.message), "no policy")
+        """`policy` through validate(), dropping what it refuses (see the module docstring).
+        The policy without rules goes first, then each rule on its own, so that an object
+        with thousands of broken rules costs one pass, not one per rule."""
+        base = replace(policy, ingress=(), egress=())
+        try:
+            validate(base)
+        except PolicyError as exc:
+            if not exc.field.startswith("policy.podSelector"):
+                field = {"policy.name": "metadata.name", "policy.namespace": "metadata.namespace"
+                         }.get(exc.field, "spec" + exc.field.removeprefix("policy"))
+                self.error(PolicyError(field, exc.message), "no policy")
                 return None
-            policy = replace(policy, ingress=tuple(kept[Direction.INGRESS]),
-                             egress=tuple(kept[Direction.EGRESS]))
-        raise AssertionError("unreachable: every pass drops a rule or returns")
+            # validate() checks name, namespace and policyTypes before the selector: those
+            # passed, and the empty selector is valid, so the closed policy is too.
+            self.error(PolicyError("spec" + exc.field.removeprefix("policy"), exc.message),
+                       _SUBJECT_CLOSED)
+            return validate(replace(base, subject=LabelSelector()))
+        kept: dict[Direction, tuple[Rule, ...]] = {}
+        for d in Direction:
+            good: list[Rule] = []
+            for rule, origin in zip(policy.rules(d), origins.get(d, ()), strict=True):
+                try:
+                    validate(replace(base, ingress=(rule,)) if d is Direction.INGRESS
+                             else replace(base, egress=(rule,)))
+                except PolicyError as exc:
+                    self.error(PolicyError(_object_path(exc.field, d, origin), exc.message),
+                               _RULE_DROPPED)
+                else:
+                    good.append(rule)
+            if len(good) > MAX_RULES_PER_DIRECTION:
+                self.error(PolicyError(f"spec.{d.value}",
+                                       f"more than {MAX_RULES_PER_DIRECTION} rules"),
+                           f"rules after the first {MAX_RULES_PER_DIRECTION} dropped")
+            kept[d] = tuple(good[:MAX_RULES_PER_DIRECTION])
+        return validate(replace(policy, ingress=kept[Direction.INGRESS],
+                                egress=kept[Direction.EGRESS]))
+
+
+def _object_path(field: str, d: Direction, origin: _Origin) -> str:
+    """validate()'s path in a one-rule policy (``policy.ingress[0].peers[1].podSelector``) as
+    the object's (``spec.ingress[4].from[2].podSelector``): its rule and peer indices."""
+    m = _RULE_PATH.match(field)
+    if m is None:
+        return field
+    rule_i, peer_is = origin
+    head = f"spec.{d.value}[{rule_i}]"
+    if m[3] is not None:
+        head += f".{_PEERS_KEY[d]}[{peer_is[int(m[3])]}]"
+    elif ".peers" in m[0]:
+        head += f".{_PEERS_KEY[d]}"
+    return head + field[m.end():]
 
 
 def translate(obj: Mapping[str, Any]) -> Translation:
