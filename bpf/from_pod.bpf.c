@@ -16,7 +16,10 @@
  * hold while the ring core is down: a registered pod must send with its own
  * MAC and IPv4 address (ARP included), must not send to the VXLAN port of its
  * node or of another VTEP, and must not send ICMP errors that quote the
- * overlay's underlay headers.
+ * overlay's underlay headers. Then network policy (lib/policy.h): the
+ * pod's egress policy, and the ingress policy of a destination on this node
+ * (same-node traffic never reaches from_wire), also decided before any
+ * redirect, so that it holds on the ring core's path and the kernel's alike.
  *
  * In generic mode the pod's TSO super-frames arrive whole, as multi-buffer
  * frames (hence xdp.frags: without it the kernel would first linearise each
@@ -38,6 +41,7 @@
 #include "ringlane/maps.h"
 #include "lib/guard.h"
 #include "lib/parse.h"
+#include "lib/policy.h"
 #include "lib/stats.h"
 
 /*
@@ -62,6 +66,11 @@ const volatile __u32 rl_cfg_vxlan_port = RL_VXLAN_PORT_DEFAULT;
  * IPv4 source or ARP sender is not its endpoint's; 0 leaves them alone (for
  * pods that legitimately bridge or route other addresses). */
 const volatile __u32 rl_cfg_antispoof = 1;
+
+/* rl_cfg_flow_sample_every: while a policy is installed, record one in this
+ * many allowed (or reply) packets in rl_flow_samples, drawn at random;
+ * denied packets are always recorded. 0: allowed packets never are. */
+const volatile __u32 rl_cfg_flow_sample_every = 0;
 
 static __always_inline int rl_mac_eq(const __u8 *a, const __u8 *b)
 {
@@ -121,6 +130,59 @@ static __always_inline int pod_guard(struct xdp_md *ctx, struct rl_cursor *c,
 		return RL_XS_POD_DROP_VXLAN_TO_VTEP;
 	if ((flags & RL_VTEP_F_SELF) || rl_node_receives(ctx, iph->saddr, iph->daddr))
 		return RL_XS_POD_DROP_VXLAN_TO_NODE;
+	return 0;
+}
+
+/* A spoofing drop for @reason (RL_XS_POD_DROP_SPOOF_*), also counted on the
+ * endpoint's own counters (by its real address, never the forged one). */
+static __always_inline int spoof_drop(const struct rl_endpoint_info *ep, enum rl_xdp_stat reason)
+{
+	rl_ep_count(rl_ep_counters_of(ep->ip), RL_EPC_DROP_SPOOF);
+	return rl_drop(reason);
+}
+
+/*
+ * Policy and per-endpoint counters for an IPv4 packet of endpoint @ep: 0 to
+ * go on, or RL_XS_POD_DROP_POLICY_* to drop it. @c points just past the
+ * IPv4 header @iph, whose protocol is @proto; it is not moved.
+ *
+ * Two checks: the pod's egress towards the destination, then the
+ * destination's ingress from the pod. Only pods of this node have entries
+ * in this node's trie, so for any other destination the second lookup
+ * misses and allows; for a pod of this node it is the only check its
+ * ingress policy gets, as the kernel delivers same-node traffic without
+ * from_wire. The sender's TX counts what goes on (IPv4 total length for
+ * bytes), the receiver's RX is counted where the packet is known to stay on
+ * this node (rl_from_pod(): not to a remote podCIDR), so that traffic to
+ * other nodes, the hot path, pays for one counter lookup, not two. Drops
+ * count on the end whose policy denied.
+ */
+static __always_inline int pod_policy(const struct rl_cursor *c, const struct iphdr *iph,
+				      int proto, const struct rl_endpoint_info *ep)
+{
+	struct rl_ep_counters *src = rl_ep_counters_of(ep->ip);
+	__u8 dir = RL_DIR_EGRESS;
+	struct rl_tuple t;
+	void *trie;
+	__u32 len;
+	int verdict;
+
+	trie = rl_policy_trie();
+	if (trie) {
+		rl_tuple_parse(&t, c, iph, proto);
+		verdict = rl_policy_verdict(trie, &t, 1, ep->ip, 1, &dir);
+		rl_flow_sample(&t, verdict, dir, RL_POINT_FROM_POD, rl_cfg_flow_sample_every);
+		if (verdict == RL_VERDICT_DENY && dir == RL_DIR_EGRESS) {
+			rl_ep_count(src, RL_EPC_DROP_POLICY_EGRESS);
+			return RL_XS_POD_DROP_POLICY_EGRESS;
+		}
+		if (verdict == RL_VERDICT_DENY) {
+			rl_ep_count(rl_ep_counters_of(iph->daddr), RL_EPC_DROP_POLICY_INGRESS);
+			return RL_XS_POD_DROP_POLICY_INGRESS;
+		}
+	}
+	len = bpf_ntohs(iph->tot_len);
+	rl_ep_count_packet(src, RL_EPC_TX_PACKETS, RL_EPC_TX_BYTES, len);
 	return 0;
 }
 
@@ -185,11 +247,11 @@ int rl_from_pod(struct xdp_md *ctx)
 	 * traffic: a forged source is as bad towards the node or a local pod). */
 	if (ep && rl_cfg_antispoof) {
 		if (!rl_mac_eq(eth->h_source, ep->mac))
-			return rl_drop(RL_XS_POD_DROP_SPOOF_MAC);
+			return spoof_drop(ep, RL_XS_POD_DROP_SPOOF_MAC);
 		if (proto == bpf_htons(ETH_P_ARP)) {
 			ret = arp_spoofed(&c, ep);
 			if (ret)
-				return rl_drop(ret);
+				return spoof_drop(ep, ret);
 		}
 	}
 	/* ARP, IPv6, ...: the kernel path (IPv4-only overlay). */
@@ -201,7 +263,7 @@ int rl_from_pod(struct xdp_md *ctx)
 	 * (BIG TCP), which parse_iphdr() calls malformed and passes. */
 	iph = c.pos;
 	if (ep && rl_cfg_antispoof && (void *)(iph + 1) <= c.end && iph->saddr != ep->ip)
-		return rl_drop(RL_XS_POD_DROP_SPOOF_IP);
+		return spoof_drop(ep, RL_XS_POD_DROP_SPOOF_IP);
 
 	proto = parse_iphdr(&c, &iph);
 	if (proto < 0)
@@ -210,6 +272,11 @@ int rl_from_pod(struct xdp_md *ctx)
 	ret = pod_guard(ctx, &c, iph, proto);
 	if (ret)
 		return rl_drop(ret);
+	if (ep) {
+		ret = pod_policy(&c, iph, proto, ep);
+		if (ret)
+			return rl_drop(ret);
+	}
 
 	/* Only traffic to another node's podCIDR is overlay traffic; local
 	 * pods, services (before kube-proxy/NAT in the kernel) and the
@@ -217,8 +284,12 @@ int rl_from_pod(struct xdp_md *ctx)
 	key.prefixlen = 32;
 	key.addr = iph->daddr;
 	remote = bpf_map_lookup_elem(&rl_remote_cidrs, &key);
-	if (!remote)
+	if (!remote) {
+		/* Delivered on this node (if to a pod): the receiver's RX. */
+		rl_ep_count_packet(rl_ep_counters_of(iph->daddr), RL_EPC_RX_PACKETS,
+				   RL_EPC_RX_BYTES, bpf_ntohs(iph->tot_len));
 		return rl_pass(RL_XS_POD_PASS_NOT_REMOTE);
+	}
 	if (!ep)
 		return rl_pass(RL_XS_POD_PASS_NO_ENDPOINT);
 

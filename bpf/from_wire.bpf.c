@@ -18,6 +18,12 @@
  * inside (decapsulated twice). Everything else on our port is XDP_DROP,
  * counted by reason, with or without the ring core (docs/threat-model.md).
  *
+ * Then network policy (lib/policy.h): the inner packet must be admitted by
+ * the ingress policy of its destination, on the ring core's path and the
+ * kernel's alike, so it is decided before the two part ways. Link probes of
+ * the ring cores (inner EtherType RL_PROBE_ETHERTYPE) go to the ring core
+ * like traffic for an accelerated pod.
+ *
  * Native mode runs before the kernel allocates an skb, which is the point
  * of the fast path; jumbo frames arrive as multi-buffer frames (xdp.frags),
  * and only headers in the first buffer are read.
@@ -37,6 +43,7 @@
 #include "ringlane/maps.h"
 #include "lib/guard.h"
 #include "lib/parse.h"
+#include "lib/policy.h"
 #include "lib/stats.h"
 
 /*
@@ -56,6 +63,9 @@ const volatile __u32 rl_cfg_ring_sport_max = RL_RING_SPORT_MAX;
  * outer destination every node sends to. 0: rely on rl_vteps' SELF entries
  * alone (they also hold any secondary underlay address). */
 const volatile __u32 rl_cfg_underlay_ip = 0;
+/* rl_cfg_flow_sample_every: as from_pod's (one allowed packet in this many
+ * is sampled while a policy is installed; 0: none; denies always are). */
+const volatile __u32 rl_cfg_flow_sample_every = 0;
 
 static __always_inline int is_self(__be32 daddr)
 {
@@ -160,18 +170,65 @@ static __always_inline void follow_kernel_flow(struct rl_cursor *c)
 		bpf_map_update_elem(&rl_flows, &key, &moved, BPF_ANY);
 }
 
+/*
+ * Ingress policy and per-endpoint counters for the inner IPv4 packet @iph
+ * (protocol @proto, @l4 just past its header, not moved): 0 to go on, or
+ * RL_XS_WIRE_DROP_POLICY_INGRESS. A destination that is no pod of this
+ * node has no entries in the trie: allowed.
+ */
+static __always_inline int wire_policy(const struct rl_cursor *l4, const struct iphdr *iph,
+				       int proto)
+{
+	struct rl_ep_counters *dst = rl_ep_counters_of(iph->daddr);
+	__u8 dir = RL_DIR_INGRESS;
+	struct rl_tuple t;
+	void *trie;
+	int verdict;
+
+	trie = rl_policy_trie();
+	if (trie) {
+		rl_tuple_parse(&t, l4, iph, proto);
+		verdict = rl_policy_verdict(trie, &t, 0, 0, 1, &dir);
+		rl_flow_sample(&t, verdict, dir, RL_POINT_FROM_WIRE, rl_cfg_flow_sample_every);
+		if (verdict == RL_VERDICT_DENY) {
+			rl_ep_count(dst, RL_EPC_DROP_POLICY_INGRESS);
+			return RL_XS_WIRE_DROP_POLICY_INGRESS;
+		}
+	}
+	rl_ep_count_packet(dst, RL_EPC_RX_PACKETS, RL_EPC_RX_BYTES, bpf_ntohs(iph->tot_len));
+	return 0;
+}
+
+/*
+ * Hand the frame to the underlay socket of the queue it arrived on, counting
+ * @stat; an empty slot (ring core down) or a queue beyond the reserved slots
+ * is the kernel fallback. One socket per queue keeps decapsulation on the
+ * CPU that received the frame.
+ */
+static __always_inline int to_ring_core(struct xdp_md *ctx, enum rl_xdp_stat stat)
+{
+	__u32 queue = ctx->rx_queue_index;
+	int ret;
+
+	if (queue >= RL_MAX_UNDERLAY_QUEUES)
+		return rl_pass(RL_XS_WIRE_FALLBACK);
+	ret = bpf_redirect_map(&rl_xsks, RL_UNDERLAY_SLOT_BASE + queue, XDP_PASS);
+	rl_count(ret == XDP_REDIRECT ? stat : RL_XS_WIRE_FALLBACK);
+	return ret;
+}
+
 SEC("xdp.frags")
 int rl_from_wire(struct xdp_md *ctx)
 {
 	struct rl_local_ip_info *local;
+	struct rl_cursor c, in;
 	struct rl_vxlanhdr *vx;
-	struct rl_cursor c;
+	struct iphdr *iph, *inner;
 	struct ethhdr *eth;
-	struct iphdr *iph;
 	struct udphdr *udp;
+	int proto, ret, inner_eth, inner_l4;
 	__be32 daddr;
-	__u32 queue, sport;
-	int proto, ret;
+	__u32 sport;
 
 	rl_cursor_init(&c, ctx);
 
@@ -226,6 +283,23 @@ int rl_from_wire(struct xdp_md *ctx)
 	if (nested_vxlan(ctx, &c))
 		return rl_drop(RL_XS_WIRE_DROP_NESTED_VXLAN);
 
+	/* The inner frame, parsed once (on a copy of the cursor: the kernel
+	 * branch below parses on its own) for the policy and the ring path.
+	 * inner_eth is the inner EtherType or -1, inner_l4 the inner IPv4
+	 * protocol or -1; @inner is valid only where inner_l4 >= 0, which the
+	 * verifier follows path by path (on the others it never initialised
+	 * the pointer, and each use below sits behind that test). */
+	in = c;
+	inner_l4 = -1;
+	inner_eth = parse_ethhdr(&in, &eth);
+	if (inner_eth == bpf_htons(ETH_P_IP))
+		inner_l4 = parse_iphdr(&in, &inner);
+	if (inner_l4 >= 0) {
+		ret = wire_policy(&in, inner, inner_l4);
+		if (ret)
+			return rl_drop(ret);
+	}
+
 	/* A kernel VXLAN sender (a node whose ring core is down, or a flow
 	 * steered to the kernel) is answered by the kernel here too, so one
 	 * flow never straddles both paths on the receiving side. */
@@ -235,29 +309,23 @@ int rl_from_wire(struct xdp_md *ctx)
 		return rl_pass(RL_XS_WIRE_PASS_KERNEL_SENT);
 	}
 
-	/* Inner frame: the destination decides. A non-IPv4 inner frame (ARP
-	 * through the overlay) has no accelerated destination: NOT_LOCAL. */
-	proto = parse_ethhdr(&c, &eth);
-	if (proto < 0)
+	/* Inner frame: the destination decides. A link probe is the ring
+	 * core's own (nothing else on the node would take it). Any other
+	 * non-IPv4 inner frame (ARP through the overlay) has no accelerated
+	 * destination: NOT_LOCAL. */
+	if (inner_eth < 0)
 		return rl_pass(RL_XS_WIRE_PASS_MALFORMED);
-	if (proto != bpf_htons(ETH_P_IP))
+	if (inner_eth == bpf_htons(RL_PROBE_ETHERTYPE))
+		return to_ring_core(ctx, RL_XS_WIRE_PROBE);
+	if (inner_eth != bpf_htons(ETH_P_IP))
 		return rl_pass(RL_XS_WIRE_PASS_NOT_LOCAL);
-	if (parse_iphdr(&c, &iph) < 0)
+	if (inner_l4 < 0)
 		return rl_pass(RL_XS_WIRE_PASS_MALFORMED);
-	daddr = iph->daddr;
+	daddr = inner->daddr;
 	local = bpf_map_lookup_elem(&rl_local_ips, &daddr);
 	if (!local)
 		return rl_pass(RL_XS_WIRE_PASS_NOT_LOCAL);
-
-	/* One underlay socket per queue, so decapsulation stays on the CPU
-	 * that received the frame. A queue beyond the slots we reserve can
-	 * have no socket: the kernel fallback, like an empty slot. */
-	queue = ctx->rx_queue_index;
-	if (queue >= RL_MAX_UNDERLAY_QUEUES)
-		return rl_pass(RL_XS_WIRE_FALLBACK);
-	ret = bpf_redirect_map(&rl_xsks, RL_UNDERLAY_SLOT_BASE + queue, XDP_PASS);
-	rl_count(ret == XDP_REDIRECT ? RL_XS_WIRE_REDIRECT : RL_XS_WIRE_FALLBACK);
-	return ret;
+	return to_ring_core(ctx, RL_XS_WIRE_REDIRECT);
 }
 
 /* The kernel offers GPL-only helpers only to programs with a GPL-compatible

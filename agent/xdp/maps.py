@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, ClassVar, NamedTuple, Self
 
 from agent.xdp.bpfobj import BpfError, ffi, lib
 from agent.xdp.cvalues import be32, from_be16, from_be32
 
-_BPF_ANY = 0  # bpf_map_update_elem flags: create or replace (uapi linux/bpf.h)
+# bpf_map_update_elem flags (uapi linux/bpf.h)
+BPF_ANY = 0  # create or replace
+BPF_NOEXIST = 1  # create only: EEXIST if present
 
+# Every map the agent opens by its pin (maps.h pins rl_xsks too; the ring core owns that one).
 _MAPS = (
     "rl_endpoints",
     "rl_local_ips",
@@ -31,6 +34,10 @@ _MAPS = (
     "rl_flows",
     "rl_xdp_stats",
     "rl_meta",
+    "rl_policy",
+    "rl_policy_ct",
+    "rl_ep_stats",
+    "rl_flow_samples",
 )
 
 _STAT_PREFIX = "RL_XS_"
@@ -115,28 +122,59 @@ class Flow(NamedTuple):
     dport: int
 
 
-class PinnedMaps:
-    """The maps pinned in `pin_dir`, opened by path. A context manager; close() closes the fds.
+def open_pin(pin_dir: Path, name: str) -> int:
+    """A new fd on map `name` pinned in `pin_dir`; the caller closes it."""
+    path = Path(pin_dir) / name
+    fd: int = lib.bpf_obj_get(str(path).encode())
+    if fd < 0:
+        hint = (
+            "load the XDP objects first (they create and pin the maps)"
+            if fd == -errno.ENOENT
+            else "is the pin directory on bpffs and are we root?"
+        )
+        raise BpfError(-fd, f"opening pinned map {path}: {os.strerror(-fd)}; {hint}")
+    return fd
 
-    Every write replaces whatever is there (BPF_ANY) and every delete is idempotent, because the
+
+def map_keys(fd: int, ctype: str, what: str) -> list[Any]:
+    """All keys of the map `fd` (cdata of `ctype *`), walked with get_next_key."""
+    keys: list[Any] = []
+    prev: Any = ffi.NULL
+    while True:
+        nxt = ffi.new(f"{ctype} *")
+        rc = lib.bpf_map_get_next_key(fd, prev, nxt)
+        if rc == -errno.ENOENT:
+            return keys
+        if rc < 0:
+            raise BpfError(-rc, f"listing {what}: {os.strerror(-rc)}")
+        keys.append(nxt)
+        prev = nxt
+
+
+def possible_cpus() -> int:
+    """Slots of a per-CPU map value (one 8-byte aligned value per possible CPU)."""
+    ncpus: int = lib.libbpf_num_possible_cpus()
+    if ncpus < 0:
+        raise BpfError(-ncpus, f"counting possible CPUs: {os.strerror(-ncpus)}")
+    return ncpus
+
+
+class PinnedMapSet:
+    """Maps pinned in `pin_dir` (the names in MAPS), opened by path, with the primitives every
+    facade over them needs. A context manager; close() closes the fds, the maps stay pinned.
+
+    Writes are create-or-replace unless said otherwise and deletes are idempotent, because the
     agent reconciles: it re-applies its desired state after restarts and partial failures.
     """
+
+    MAPS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, pin_dir: Path) -> None:
         self.pin_dir = Path(pin_dir)
         self._fds: dict[str, int] = {}
         try:
-            for name in _MAPS:
-                path = self.pin_dir / name
-                fd = lib.bpf_obj_get(str(path).encode())
-                if fd < 0:
-                    hint = (
-                        "load the XDP objects first (they create and pin the maps)"
-                        if fd == -errno.ENOENT
-                        else "is the pin directory on bpffs and are we root?"
-                    )
-                    raise BpfError(-fd, f"opening pinned map {path}: {os.strerror(-fd)}; {hint}")
-                self._fds[name] = fd
+            for name in self.MAPS:
+                self._fds[name] = open_pin(self.pin_dir, name)
         except BaseException:
             self.close()
             raise
@@ -166,8 +204,8 @@ class PinnedMaps:
         except KeyError:
             raise BpfError(errno.EBADF, f"pinned maps in {self.pin_dir} are closed") from None
 
-    def _update(self, name: str, key: Any, value: Any, what: str) -> None:
-        rc = lib.bpf_map_update_elem(self._fd(name), key, value, _BPF_ANY)
+    def _update(self, name: str, key: Any, value: Any, what: str, flags: int = BPF_ANY) -> None:
+        rc = lib.bpf_map_update_elem(self._fd(name), key, value, flags)
         if rc < 0:
             hint = f" ({name} is full)" if rc == -errno.E2BIG else ""
             raise BpfError(-rc, f"updating {name} for {what}: {os.strerror(-rc)}{hint}")
@@ -187,18 +225,16 @@ class PinnedMaps:
 
     def _keys(self, name: str, ctype: str) -> list[Any]:
         """All keys of map `name` (cdata of `ctype *`), walked with get_next_key."""
-        fd = self._fd(name)
-        keys: list[Any] = []
-        prev: Any = ffi.NULL
-        while True:
-            nxt = ffi.new(f"{ctype} *")
-            rc = lib.bpf_map_get_next_key(fd, prev, nxt)
-            if rc == -errno.ENOENT:
-                return keys
-            if rc < 0:
-                raise BpfError(-rc, f"listing {name}: {os.strerror(-rc)}")
-            keys.append(nxt)
-            prev = nxt
+        return map_keys(self._fd(name), ctype, name)
+
+
+class PinnedMaps(PinnedMapSet):
+    """Every map the agent uses, pinned in `pin_dir`: endpoints, routes, VTEPs, steered flows,
+    counters and the ABI stamp. Policy and telemetry have their own facade
+    (agent.xdp.policy_maps), over the same pins.
+    """
+
+    MAPS = _MAPS
 
     # --- endpoints (host veth ifindex -> pod) --------------------------------------------------
 
@@ -347,9 +383,7 @@ class PinnedMaps:
 
         Names are enum rl_xdp_stat's without the RL_XS_ prefix, lowercased.
         """
-        ncpus = lib.libbpf_num_possible_cpus()
-        if ncpus < 0:
-            raise BpfError(-ncpus, f"counting possible CPUs: {os.strerror(-ncpus)}")
+        ncpus = possible_cpus()
         # A per-CPU lookup fills one 8-byte-aligned slot per possible CPU; __u64 is exactly that.
         values = ffi.new("__u64[]", ncpus)
         key = ffi.new("__u32 *")

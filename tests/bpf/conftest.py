@@ -102,11 +102,13 @@ def make_datapath(testns: Netns, test_ifindex: int) -> Iterator[MakeDatapath]:
         ring_sports: tuple[int, int] | None = (RING_SPORT_MIN, RING_SPORT_MAX),
         antispoof: int | None = 1,
         underlay_ip: str | None = THIS_NODE,
+        flow_sample_every: int | None = 1,
     ) -> Datapath:
         path = make_pin_dir()
         pin_dirs.append(path)
         dp = Datapath.load(path, testns, test_ifindex, tcp_mode=tcp_mode,
-                           ring_sports=ring_sports, antispoof=antispoof, underlay_ip=underlay_ip)
+                           ring_sports=ring_sports, antispoof=antispoof, underlay_ip=underlay_ip,
+                           flow_sample_every=flow_sample_every)
         loaded.append(dp)
         return dp
 

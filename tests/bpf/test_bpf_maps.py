@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import subprocess
 import sys
 from ipaddress import IPv4Address, IPv4Network
@@ -10,14 +11,22 @@ from pathlib import Path
 
 import pytest
 
+from agent.policy.model import Direction
 from agent.xdp import bpfobj
 from agent.xdp.bpfobj import BpfError, XdpObject, ensure_bpffs, ffi, lib, object_path
 from agent.xdp.maps import Endpoint, Flow, LocalIp, PinnedMaps, retire_stale_pins
+from agent.xdp.policy_maps import PolicyEntry, PolicyMaps
 
 from ..native.packets import ip4, udp_frame
-from .xdp_harness import XDP_PASS, XDP_REDIRECT, Datapath, XskSocket, needs_root
+from .xdp_harness import XDP_DROP, XDP_PASS, XDP_REDIRECT, Datapath, XskSocket, needs_root
 
-BPF_MAP_TYPE_LRU_HASH = 9  # uapi linux/bpf.h enum bpf_map_type
+# uapi linux/bpf.h enum bpf_map_type and map flags
+BPF_MAP_TYPE_PERCPU_HASH = 5
+BPF_MAP_TYPE_LRU_HASH = 9
+BPF_MAP_TYPE_LPM_TRIE = 11
+BPF_MAP_TYPE_ARRAY_OF_MAPS = 12
+BPF_MAP_TYPE_RINGBUF = 27
+BPF_F_NO_PREALLOC = 1
 
 pytestmark = [pytest.mark.bpf, needs_root]
 
@@ -35,6 +44,10 @@ def test_maps_are_pinned_by_name(datapath: Datapath, pin_dir: Path) -> None:
             "rl_flows",
             "rl_xdp_stats",
             "rl_meta",
+            "rl_policy",
+            "rl_policy_ct",
+            "rl_ep_stats",
+            "rl_flow_samples",
         ]
     )
 
@@ -62,6 +75,77 @@ def test_flows_map_is_an_lru_of_flow_keys(datapath: Datapath) -> None:
     # both objects share one map: the one from_wire writes is the one from_pod reads
     wire_info = _fdinfo(datapath.wire.map_fd("rl_flows"))
     assert wire_info["map_id"] == info["map_id"]
+
+
+def _shape(fd: int) -> tuple[int, int, int, int, int]:
+    info = _fdinfo(fd)
+    return (int(info["map_type"]), int(info["key_size"]), int(info["value_size"]),
+            int(info["max_entries"]), int(info["map_flags"], 16))
+
+
+def test_policy_and_telemetry_maps_have_abi_shapes(datapath: Datapath) -> None:
+    """The kernel's view of the ABI 4 maps, and both objects share each of them."""
+    pod, wire = datapath.pod, datapath.wire
+    assert _shape(pod.map_fd("rl_policy")) == (BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 1, 0)
+    assert _shape(pod.map_fd("rl_policy_ct")) == (
+        BPF_MAP_TYPE_LRU_HASH, ffi.sizeof("struct rl_ct_key"), ffi.sizeof("struct rl_ct_value"),
+        lib.RL_MAX_POLICY_CT, 0,
+    )  # fmt: skip
+    assert _shape(pod.map_fd("rl_ep_stats")) == (
+        BPF_MAP_TYPE_PERCPU_HASH, 4, ffi.sizeof("struct rl_ep_counters"), lib.RL_MAX_ENDPOINTS, 0,
+    )  # fmt: skip
+    assert _shape(pod.map_fd("rl_flow_samples")) == (
+        BPF_MAP_TYPE_RINGBUF, 0, 0, lib.RL_FLOW_SAMPLES_BYTES, 0,
+    )  # fmt: skip
+    for name in ("rl_policy", "rl_policy_ct", "rl_ep_stats", "rl_flow_samples"):
+        assert _fdinfo(pod.map_fd(name))["map_id"] == _fdinfo(wire.map_fd(name))["map_id"], name
+
+
+def test_policy_trie_has_the_inner_template_shape(datapath: Datapath) -> None:
+    """rl_policy__new_trie() makes what rl_policy accepts (the kernel compares the shapes)."""
+    fd = lib.rl_policy__new_trie()
+    assert fd >= 0
+    try:
+        assert _shape(fd) == (
+            BPF_MAP_TYPE_LPM_TRIE, ffi.sizeof("struct rl_policy_key"),
+            ffi.sizeof("struct rl_policy_value"), lib.RL_MAX_POLICY_ENTRIES, BPF_F_NO_PREALLOC,
+        )  # fmt: skip
+        key, val = ffi.new("__u32 *", 0), ffi.new("__u32 *", fd)
+        assert lib.bpf_map_update_elem(datapath.pod.map_fd("rl_policy"), key, val, 0) == 0
+    finally:
+        os.close(fd)
+
+
+def test_reload_reuses_the_pinned_map_in_map(datapath: Datapath, pin_dir: Path,
+                                             xsk: XskSocket) -> None:
+    """An agent restart loads the objects again: libbpf reuses the pinned ARRAY_OF_MAPS (and
+    skips its inner template), the installed policy stays in force for the new programs, and
+    the agent can still swap in tries of the template's shape."""
+    policy_id = _fdinfo(datapath.pod.map_fd("rl_policy"))["map_id"]
+    datapath.maps.set_remote_cidr(IPv4Network("10.244.2.0/24"), IPv4Address("192.168.0.2"))
+    datapath.maps.set_endpoint(
+        ifindex=datapath.ifindex, slot=1, ip=IPv4Address("10.244.1.2"), mac=MAC
+    )
+    datapath.put_xsk(1, xsk)
+    deny = [PolicyEntry(IPv4Address("10.244.1.2"), Direction.EGRESS, IPv4Network("0.0.0.0/0"))]
+    datapath.policy.swap_policy(deny)
+    frame = udp_frame(saddr=ip4("10.244.1.2"), daddr=ip4("10.244.2.3"), src_mac=MAC)
+    with (
+        XdpObject(object_path("from_pod"), pin_dir=pin_dir, consts={}) as again,
+        XdpObject(object_path("from_wire"), pin_dir=pin_dir, consts={}) as wire_again,
+        PolicyMaps(pin_dir) as policy,
+    ):
+        assert _fdinfo(again.map_fd("rl_policy"))["map_id"] == policy_id
+        assert _fdinfo(wire_again.map_fd("rl_policy"))["map_id"] == policy_id
+        with datapath.netns.entered():
+            fd = again.prog_fd("rl_from_pod")
+            action, _ = bpfobj.test_run(fd, frame, ingress_ifindex=datapath.ifindex)
+            assert action == XDP_DROP
+            policy.swap_policy([])
+            action, _ = bpfobj.test_run(fd, frame, ingress_ifindex=datapath.ifindex)
+            assert action == XDP_REDIRECT
+    stats = datapath.maps.xdp_stats()
+    assert (stats["pod_drop_policy_egress"], stats["pod_redirect"]) == (1, 1)
 
 
 def test_flows_reads_what_the_map_holds(datapath: Datapath) -> None:
@@ -170,6 +254,15 @@ def test_xdp_stats_names_come_from_the_enum(datapath: Datapath) -> None:
         "wire_drop_fragment",
         "wire_drop_nested_vxlan",
         "wire_rsvd_cleared",
+    } <= set(stats)
+    # and of policy, flow samples and link probes (ABI 4)
+    assert {
+        "pod_drop_policy_egress",
+        "pod_drop_policy_ingress",
+        "wire_drop_policy_ingress",
+        "policy_reply",
+        "flow_samples_lost",
+        "wire_probe",
     } <= set(stats)
     assert set(stats.values()) == {0}
 

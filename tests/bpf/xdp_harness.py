@@ -29,6 +29,7 @@ from cffi import FFI
 
 from agent.xdp.bpfobj import XdpObject, ensure_bpffs, ffi, lib, object_path, test_run
 from agent.xdp.maps import Flow, PinnedMaps
+from agent.xdp.policy_maps import PolicyMaps, TrackedFlow
 from tests.nsutil import entered
 
 # Every test here creates BPF objects, pins, namespaces or AF_XDP sockets.
@@ -182,13 +183,15 @@ class Datapath:
     """Both programs loaded with their maps pinned in one directory, plus the test context.
 
     Load-time constants: the module's (OVERLAY_MTU, VXLAN_PORT, VNI, RING_SPORT_*, THIS_NODE),
-    tcp_mode, antispoof and underlay_ip as given. None leaves that constant at the object's
-    default, for the tests that check the defaults themselves.
+    tcp_mode, antispoof, underlay_ip and flow_sample_every (1 by default: every policy decision
+    is sampled, so tests can read each one back) as given. None leaves that constant at the
+    object's default, for the tests that check the defaults themselves.
     """
 
     pod: XdpObject
     wire: XdpObject
     maps: PinnedMaps
+    policy: PolicyMaps
     netns: Netns
     ifindex: int  # the namespace's multi-queue device: ingress device of every test run
 
@@ -203,6 +206,7 @@ class Datapath:
         ring_sports: tuple[int, int] | None = (RING_SPORT_MIN, RING_SPORT_MAX),
         antispoof: int | None = 1,
         underlay_ip: str | None = THIS_NODE,
+        flow_sample_every: int | None = 1,
     ) -> Datapath:
         pod_consts = {"rl_cfg_overlay_mtu": OVERLAY_MTU, "rl_cfg_vxlan_port": VXLAN_PORT}
         if tcp_mode is not None:
@@ -214,11 +218,19 @@ class Datapath:
             wire_consts["rl_cfg_underlay_ip"] = int(IPv4Address(underlay_ip))
         if ring_sports is not None:
             wire_consts["rl_cfg_ring_sport_min"], wire_consts["rl_cfg_ring_sport_max"] = ring_sports
+        if flow_sample_every is not None:
+            pod_consts["rl_cfg_flow_sample_every"] = flow_sample_every
+            wire_consts["rl_cfg_flow_sample_every"] = flow_sample_every
         pod = XdpObject(object_path("from_pod"), pin_dir=pin_dir, consts=pod_consts)
         try:
             wire = XdpObject(object_path("from_wire"), pin_dir=pin_dir, consts=wire_consts)
             try:
                 maps = PinnedMaps(pin_dir)
+                try:
+                    policy = PolicyMaps(pin_dir)
+                except BaseException:
+                    maps.close()
+                    raise
             except BaseException:
                 wire.close()
                 raise
@@ -226,7 +238,7 @@ class Datapath:
             pod.close()
             raise
         maps.check_abi()
-        return cls(pod, wire, maps, netns, ifindex)
+        return cls(pod, wire, maps, policy, netns, ifindex)
 
     def prog_fd(self, prog: str) -> int:
         obj = self.pod if prog == "rl_from_pod" else self.wire
@@ -266,6 +278,19 @@ class Datapath:
             raise OSError(-rc, f"rl_flows[{flow}]: {os.strerror(-rc)}")
         return int(val.path), int(val.pad)
 
+    def put_tracked(self, flow: TrackedFlow) -> None:
+        """rl_policy_ct[flow]: a flow some earlier packet's policy check allowed. The key is
+        built from wire-order bytes, not through agent.xdp.policy_maps."""
+        key = ffi.new("struct rl_ct_key *")
+        raw = flow.saddr.packed + flow.daddr.packed + struct.pack(
+            "!HHB3x", flow.sport, flow.dport, flow.proto
+        )
+        ffi.memmove(key, raw, len(raw))
+        val = ffi.new("struct rl_ct_value *", {"created_ns": 1})
+        rc = lib.bpf_map_update_elem(self.pod.map_fd("rl_policy_ct"), key, val, 0)
+        if rc < 0:
+            raise OSError(-rc, f"rl_policy_ct[{flow}]: {os.strerror(-rc)}")
+
     def run(self, prog: str, packet: bytes, *, rx_queue: int = 0) -> tuple[int, bytes]:
         """BPF_PROG_TEST_RUN as if `packet` arrived on the test device's queue `rx_queue`."""
         with self.netns.entered():
@@ -273,7 +298,23 @@ class Datapath:
                 self.prog_fd(prog), packet, ingress_ifindex=self.ifindex, rx_queue=rx_queue
             )
 
+    def bench(self, prog: str, packet: bytes, *, repeat: int, rx_queue: int = 0) -> tuple[int, int]:
+        """Run `packet` `repeat` times in one BPF_PROG_TEST_RUN: (XDP action, mean ns per run).
+
+        The micro-benchmark of a fixture, and the quick way to push a program through many
+        packets (every run counts and samples like a real one)."""
+        retval, duration = ffi.new("__u32 *"), ffi.new("__u32 *")
+        with self.netns.entered():
+            rc = lib.rl_bpf__test_run_repeat(
+                self.prog_fd(prog), ffi.from_buffer(packet), len(packet), self.ifindex,
+                rx_queue, repeat, retval, duration,
+            )  # fmt: skip
+        if rc < 0:
+            raise OSError(-rc, f"BPF_PROG_TEST_RUN x{repeat} of {prog}: {os.strerror(-rc)}")
+        return int(retval[0]), int(duration[0])
+
     def close(self) -> None:
+        self.policy.close()
         self.maps.close()
         self.wire.close()
         self.pod.close()
@@ -289,4 +330,5 @@ class MakeDatapath(Protocol):
         ring_sports: tuple[int, int] | None = (RING_SPORT_MIN, RING_SPORT_MAX),
         antispoof: int | None = 1,
         underlay_ip: str | None = THIS_NODE,
+        flow_sample_every: int | None = 1,
     ) -> Datapath: ...

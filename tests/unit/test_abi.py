@@ -27,8 +27,24 @@ def test_drop_reason_enum_mirrors_c() -> None:
 def test_both_modules_agree_on_shared_structs() -> None:
     for struct in ("struct rl_endpoint_info", "struct rl_local_ip_info", "struct rl_lpm4_key",
                    "struct rl_remote_info", "struct rl_flow_key", "struct rl_flow_info",
-                   "struct rl_vtep_info", "struct rl_meta"):
+                   "struct rl_vtep_info", "struct rl_meta", "struct rl_policy_key",
+                   "struct rl_port_range", "struct rl_policy_value", "struct rl_ct_key",
+                   "struct rl_ct_value", "struct rl_ep_counters", "struct rl_flow_sample"):
         assert ffi.sizeof(struct) == bpf_ffi.sizeof(struct), struct
+
+
+def test_policy_layouts_are_what_the_programs_read() -> None:
+    """The offsets bpf/lib/policy.h and the LPM trie rely on: prefixlen first, then the 64 fixed
+    bits (endpoint, dir, pad), then the peer; ranges packed at 6 bytes after a 4-byte header."""
+    assert [bpf_ffi.offsetof("struct rl_policy_key", f)
+            for f in ("prefixlen", "endpoint", "dir", "pad", "peer")] == [0, 4, 8, 9, 12]
+    fixed = bpf_ffi.offsetof("struct rl_policy_key", "peer") - bpf_ffi.offsetof(
+        "struct rl_policy_key", "endpoint")
+    assert fixed * 8 == lib.RL_POLICY_KEY_FIXED_BITS
+    assert [bpf_ffi.offsetof("struct rl_port_range", f) for f in ("proto", "lo", "hi")] == [0, 2, 4]
+    assert bpf_ffi.offsetof("struct rl_policy_value", "ranges") == 4
+    assert len(bpf_ffi.new("struct rl_policy_value *").ranges) == lib.RL_POLICY_RANGES
+    assert len(bpf_ffi.new("struct rl_ep_counters *").c) == lib.RL_EPC_MAX
 
 
 def _btf_struct_sizes(obj: str) -> dict[str, int]:

@@ -268,3 +268,108 @@ int rl_bpf__test_run(int prog_fd, const void *data_in, __u32 size_in,
 	*retval = opts.retval;
 	return 0;
 }
+
+int rl_bpf__test_run_repeat(int prog_fd, const void *data_in, __u32 size_in,
+			    __u32 ingress_ifindex, __u32 rx_queue, __u32 repeat,
+			    __u32 *retval, __u32 *duration_ns)
+{
+	struct xdp_md ctx = {
+		.data_end = size_in,
+		.ingress_ifindex = ingress_ifindex,
+		.rx_queue_index = rx_queue,
+	};
+	LIBBPF_OPTS(bpf_test_run_opts, opts,
+		    .data_in = data_in, .data_size_in = size_in,
+		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = repeat);
+	int err;
+
+	err = bpf_prog_test_run_opts(prog_fd, &opts);
+	if (err)
+		return err;
+	*retval = opts.retval;
+	*duration_ns = opts.duration;
+	return 0;
+}
+
+int rl_policy__new_trie(void)
+{
+	/* The shape of rl_policy's inner template in maps.h: the kernel
+	 * compares type, key and value size, flags and max_entries. */
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
+
+	return bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "rl_policy_gen", sizeof(struct rl_policy_key),
+			      sizeof(struct rl_policy_value), RL_MAX_POLICY_ENTRIES, &opts);
+}
+
+struct rl_flow_reader {
+	struct ring_buffer *rb;
+	struct rl_flow_sample *out;	/* the current read's destination */
+	__u32 max;
+	__u32 n;
+	int full;			/* out is full: the callback stopped the walk */
+};
+
+/* ring_buffer sample callback: copy one record into the caller's array.
+ * A negative return stops libbpf's walk of the ring; it has then consumed
+ * the record just copied and no other, so nothing is lost. */
+static int flow_reader_copy(void *ctx, void *data, size_t size)
+{
+	struct rl_flow_reader *r = ctx;
+
+	if (size != sizeof(struct rl_flow_sample))
+		return 0;
+	memcpy(&r->out[r->n++], data, sizeof(struct rl_flow_sample));
+	if (r->n < r->max)
+		return 0;
+	r->full = 1;
+	return -ENOSPC;
+}
+
+int rl_flow_reader__new(int map_fd, struct rl_flow_reader **out)
+{
+	struct rl_flow_reader *r;
+	int err;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->rb = ring_buffer__new(map_fd, flow_reader_copy, r, NULL);
+	err = libbpf_get_error(r->rb);
+	if (err) {
+		free(r);
+		return err < 0 ? err : -err;
+	}
+	*out = r;
+	return 0;
+}
+
+int rl_flow_reader__read(struct rl_flow_reader *r, struct rl_flow_sample *out, __u32 max,
+			 int timeout_ms)
+{
+	int err;
+
+	if (!max)
+		return 0;
+	r->out = out;
+	r->max = max;
+	r->n = 0;
+	r->full = 0;
+	/* What is there already first, without a syscall; wait only if the
+	 * ring was empty. */
+	err = ring_buffer__consume(r->rb);
+	if (err >= 0 && r->n == 0 && timeout_ms != 0)
+		err = ring_buffer__poll(r->rb, timeout_ms);
+	r->out = NULL;
+	/* a full array or a signal is a short read, not an error */
+	if (err >= 0 || r->full || err == -EINTR)
+		return r->n;
+	return err;
+}
+
+void rl_flow_reader__free(struct rl_flow_reader *r)
+{
+	if (!r)
+		return;
+	ring_buffer__free(r->rb);
+	free(r);
+}

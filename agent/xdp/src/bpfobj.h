@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 #include <linux/types.h>
+#include "ringlane/abi.h"
 /* The libbpf declarations repeated in the cffi section below: including the
  * real headers makes the compiler check that our copies match them. */
 #include <bpf/bpf.h>
@@ -69,6 +70,14 @@ int rl_bpf__test_run(int prog_fd, const void *data_in, __u32 size_in,
 		     void *data_out, __u32 *size_out, __u32 ingress_ifindex,
 		     __u32 rx_queue, __u32 *retval);
 
+/* BPF_PROG_TEST_RUN of an XDP program on one packet, @repeat times in one
+ * syscall (the kernel times the loop): the micro-benchmark of the test
+ * fixtures. The packet is not copied out. *@retval is the XDP action of the
+ * last run, *@duration_ns the kernel's mean time of one run. -errno. */
+int rl_bpf__test_run_repeat(int prog_fd, const void *data_in, __u32 size_in,
+			    __u32 ingress_ifindex, __u32 rx_queue, __u32 repeat,
+			    __u32 *retval, __u32 *duration_ns);
+
 /* Free @a without detaching: the program stays attached (the netdev holds
  * it) until someone detaches it, e.g. rl_xdp__detach_by_name() after an
  * agent restart. NULL is a no-op. */
@@ -100,6 +109,38 @@ int bpf_map_get_next_key(int fd, const void *key, void *next_key);
 
 /* Number of possible CPUs (the slot count of per-CPU map values). */
 int libbpf_num_possible_cpus(void);
+
+/* A new fd on the map of kernel id @id (what a lookup in an array of maps
+ * returns to user space). -ENOENT if that map is gone. */
+int bpf_map_get_fd_by_id(__u32 id);
+
+/*
+ * Policy and flow samples (abi.h "Policy", maps.h rl_policy,
+ * rl_flow_samples).
+ */
+
+/* A new, empty policy trie of exactly the shape rl_policy's inner template
+ * declares (maps.h), so that the kernel accepts it in rl_policy[0]. Returns
+ * its fd (the caller closes it) or -errno; does not block. */
+int rl_policy__new_trie(void);
+
+struct rl_flow_reader;
+
+/* A consumer of the rl_flow_samples ring buffer @map_fd (which must stay
+ * open until rl_flow_reader__free()). -EINVAL if @map_fd is no ring buffer,
+ * -ENOMEM, -errno. */
+int rl_flow_reader__new(int map_fd, struct rl_flow_reader **out);
+
+/* Copy up to @max samples into @out, oldest first; the rest stay in the
+ * ring for the next call. Waits up to @timeout_ms (0: not at all, -1:
+ * forever) only while the ring is empty. Returns how many were copied
+ * (0 on timeout or a signal) or -errno. Records of another size (another
+ * ABI) are skipped. Blocks; call it without holding locks others need. */
+int rl_flow_reader__read(struct rl_flow_reader *r, struct rl_flow_sample *out, __u32 max,
+			 int timeout_ms);
+
+/* Free @r (the map fd stays the caller's). NULL is a no-op. */
+void rl_flow_reader__free(struct rl_flow_reader *r);
 /* cffi:end */
 
 #endif /* RL_BPFOBJ_H */

@@ -19,8 +19,9 @@
 #include <linux/types.h>
 
 /* Bumped on any incompatible change; pinned maps record it (rl_meta).
- * 3: rl_vteps added, rl_xdp_stats grew (overlay hardening). */
-#define RL_ABI_VERSION 3
+ * 3: rl_vteps added, rl_xdp_stats grew (overlay hardening).
+ * 4: policy maps, per-endpoint counters, flow samples, link probes. */
+#define RL_ABI_VERSION 4
 
 #define RL_VXLAN_PORT_DEFAULT 4789
 #define RL_VXLAN_FLAG_I 0x08
@@ -184,8 +185,148 @@ enum rl_xdp_stat {
 	RL_XS_WIRE_DROP_FRAGMENT = 26,	/* first fragment of a VXLAN datagram */
 	RL_XS_WIRE_DROP_NESTED_VXLAN = 27, /* inner VXLAN to a node: would be decapsulated twice */
 	RL_XS_WIRE_RSVD_CLEARED = 28,	/* event: reserved VXLAN bits cleared (RFC 7348) */
-	RL_XS_MAX = 29,
+	/* Policy (ABI 4); per-endpoint figures are in rl_ep_stats. */
+	RL_XS_POD_DROP_POLICY_EGRESS = 29,  /* the sending pod's egress policy denies */
+	RL_XS_POD_DROP_POLICY_INGRESS = 30, /* a local destination's ingress policy denies */
+	RL_XS_WIRE_DROP_POLICY_INGRESS = 31, /* inner packet denied by its pod's ingress policy */
+	RL_XS_POLICY_REPLY = 32,	/* allowed as the reply of an allowed flow (rl_policy_ct) */
+	RL_XS_FLOW_SAMPLES_LOST = 33,	/* rl_flow_samples was full: sample not recorded */
+	RL_XS_WIRE_PROBE = 34,		/* link probe (RL_PROBE_ETHERTYPE) to the ring core */
+	RL_XS_MAX = 35,
 };
+
+/*
+ * Policy (docs/policy.md). The agent compiles every policy into one LPM trie
+ * per generation and swaps it into rl_policy[0] (an ARRAY_OF_MAPS) with one
+ * map update: a packet sees the old trie or the new one, never a mix, and
+ * the kernel frees the old trie after an RCU grace period. An empty slot
+ * means no policy at all: everything is allowed and nothing is tracked.
+ *
+ * Key: (endpoint, direction, peer prefix). The endpoint is a local pod's
+ * IPv4; direction is RL_DIR_*; peer is the other end (the destination for
+ * egress, the source for ingress). prefixlen counts the 64 bits of
+ * endpoint + direction + pad, plus the peer's prefix length.
+ *
+ * Lookup result: no entry -> the endpoint is not isolated in that direction
+ * (allow). An entry -> isolated; allowed iff one of its ranges matches. An
+ * isolated endpoint always has a /0 peer entry, so a miss cannot mean
+ * "isolated, peer unknown". The compiler stores, for each prefix, the union
+ * of every rule whose CIDR contains it and whose exceptions do not, so the
+ * longest match alone decides (exceptions are longer prefixes with fewer
+ * ranges, nranges 0 being deny).
+ */
+#define RL_DIR_EGRESS 0
+#define RL_DIR_INGRESS 1
+#define RL_POLICY_KEY_FIXED_BITS 64
+#define RL_MAX_POLICY_ENTRIES 131072
+#define RL_POLICY_RANGES 16
+#define RL_PROTO_ANY 0
+
+struct rl_policy_key {
+	__u32 prefixlen;
+	__be32 endpoint;
+	__u8 dir;
+	__u8 pad[3];
+	__be32 peer;
+};
+_Static_assert(sizeof(struct rl_policy_key) == 16, "rl_policy_key");
+
+/* proto: IPPROTO_TCP/UDP/SCTP/ICMP, or RL_PROTO_ANY (any protocol, any
+ * port). Ports are the destination port, host order, inclusive; ignored for
+ * ICMP. A later IPv4 fragment carries no ports: it matches only a range
+ * that covers every port (0..65535) or RL_PROTO_ANY. */
+struct rl_port_range {
+	__u8 proto;
+	__u8 pad;
+	__u16 lo;
+	__u16 hi;
+};
+_Static_assert(sizeof(struct rl_port_range) == 6, "rl_port_range");
+
+struct rl_policy_value {
+	__u16 nranges;		/* 0..RL_POLICY_RANGES; 0 = deny */
+	__u16 pad;
+	struct rl_port_range ranges[RL_POLICY_RANGES];
+};
+_Static_assert(sizeof(struct rl_policy_value) == 100, "rl_policy_value");
+
+/* rl_policy_ct: flows a policy check allowed, by their original tuple, so
+ * that replies pass whatever the replier's policy says (Kubernetes
+ * NetworkPolicy is stateful). Ports in network order; ICMP echo uses the
+ * identifier as sport and 0 as dport for request and reply alike. LRU. */
+#define RL_MAX_POLICY_CT 262144
+
+struct rl_ct_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct rl_ct_key) == 16, "rl_ct_key");
+
+struct rl_ct_value {
+	__u64 created_ns;	/* bpf_ktime_get_ns() of the first allowed packet */
+};
+_Static_assert(sizeof(struct rl_ct_value) == 8, "rl_ct_value");
+
+/* rl_ep_stats: local pod IPv4 -> per-CPU counters, indexed by this enum.
+ * Entries are created and deleted by the agent with the endpoint; the
+ * programs only update existing ones (a spoofed address never makes one).
+ * TX is what the pod sent (seen by from_pod), RX what was sent to it and
+ * seen by a program (from_wire, or from_pod of a local sender). */
+enum rl_ep_counter {
+	RL_EPC_TX_PACKETS = 0,
+	RL_EPC_TX_BYTES = 1,
+	RL_EPC_RX_PACKETS = 2,
+	RL_EPC_RX_BYTES = 3,
+	RL_EPC_DROP_POLICY_EGRESS = 4,
+	RL_EPC_DROP_POLICY_INGRESS = 5,
+	RL_EPC_DROP_SPOOF = 6,
+	RL_EPC_MAX = 7,
+};
+
+struct rl_ep_counters {
+	__u64 c[RL_EPC_MAX];
+	__u64 pad;
+};
+_Static_assert(sizeof(struct rl_ep_counters) == 64, "rl_ep_counters");
+
+/* rl_flow_samples (RINGBUF) records: one in rl_cfg_flow_sample_every
+ * policy decisions (0: none) and every denied packet, when there is room;
+ * a full buffer costs the sample (RL_XS_FLOW_SAMPLES_LOST), never the
+ * packet. */
+#define RL_FLOW_SAMPLES_BYTES 262144
+#define RL_VERDICT_ALLOW 0
+#define RL_VERDICT_DENY 1
+#define RL_VERDICT_REPLY 2
+#define RL_POINT_FROM_POD 0
+#define RL_POINT_FROM_WIRE 1
+
+struct rl_flow_sample {
+	__u64 ts_ns;		/* bpf_ktime_get_ns() */
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 verdict;		/* RL_VERDICT_* */
+	__u8 dir;		/* RL_DIR_* of the check that decided */
+	__u8 point;		/* RL_POINT_* */
+	__u32 len;		/* packet length */
+	__u32 pad;
+};
+_Static_assert(sizeof(struct rl_flow_sample) == 32, "rl_flow_sample");
+
+/*
+ * Link probes: the ring cores of two nodes measure their overlay link with
+ * frames that travel the overlay itself (outer VXLAN with a ring source
+ * port, like pod traffic), whose inner Ethernet type is RL_PROBE_ETHERTYPE
+ * (IEEE 802 local experimental). from_wire hands them to the ring core of
+ * the receiving node, which answers requests and times replies.
+ */
+#define RL_PROBE_ETHERTYPE 0x88B5
 
 /*
  * Why the ring core dropped a packet. Helpers return -reason; only the

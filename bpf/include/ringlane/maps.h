@@ -105,4 +105,77 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } rl_meta SEC(".maps");
 
+/*
+ * Policy (abi.h, docs/policy.md): rl_policy[0] holds the current
+ * generation's LPM trie, or nothing (no policy: allow all, track nothing).
+ * The agent builds each generation in a map of its own and swaps it in with
+ * one update of slot 0; the programs look the slot up once per packet and
+ * use whichever trie they got until they return (RCU keeps it alive).
+ *
+ * The inner map declared here is only a template: libbpf creates it to tell
+ * the kernel the shape every inner map must have (type, key and value size,
+ * flags; max_entries too, since BPF_F_INNER_MAP is not set), then closes
+ * it. Slot 0 stays empty: no values are declared. The agent's tries
+ * (agent/xdp/src/bpfobj.c, rl_policy__new_trie) must match this shape
+ * exactly or the kernel refuses the update with EINVAL.
+ *
+ * Reusing the pin: libbpf compares the pinned outer map's type, key and
+ * value size (4: a map fd), max_entries and flags with this definition and
+ * reuses it, skipping the template altogether; the kernel kept the inner
+ * shape with the pinned map, and the verifier reads it from there.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	/* Anonymous: a named rl_* struct would land in the objects' BTF, where
+	 * tests/unit/test_abi.py expects only abi.h's structs. Sizes rather
+	 * than __type(): clang 14 emits the key and value structs, reached only
+	 * through this nested declaration, as BTF forward declarations, whose
+	 * size libbpf cannot tell (EINVAL at open). The kernel matches inner
+	 * maps by shape, not BTF (BTF would only matter for special fields --
+	 * spin locks, timers, kptrs -- which these values have none of), and
+	 * the agent's tries carry none. */
+	__array(values, struct {
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+		__uint(max_entries, RL_MAX_POLICY_ENTRIES);
+		__uint(map_flags, BPF_F_NO_PREALLOC);
+		__uint(key_size, sizeof(struct rl_policy_key));
+		__uint(value_size, sizeof(struct rl_policy_value));
+	});
+} rl_policy SEC(".maps");
+
+/* Flows a policy check allowed, by original tuple (struct rl_ct_key), so
+ * that their replies pass (lib/policy.h). LRU: nothing expires them but
+ * eviction by newer flows. Written by both programs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RL_MAX_POLICY_CT);
+	__type(key, struct rl_ct_key);
+	__type(value, struct rl_ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rl_policy_ct SEC(".maps");
+
+/* Local pod IPv4 (network order) -> its counters (enum rl_ep_counter).
+ * The agent creates and deletes the entries; the programs only update the
+ * ones that exist, so no packet, spoofed or not, ever allocates one. Per-CPU
+ * for the same reason as rl_xdp_stats. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, RL_MAX_ENDPOINTS);
+	__type(key, __be32);
+	__type(value, struct rl_ep_counters);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rl_ep_stats SEC(".maps");
+
+/* struct rl_flow_sample records, read by the agent (FlowSampleReader). A
+ * ring buffer has neither key nor value; its size must be a power-of-two
+ * multiple of the page size. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, RL_FLOW_SAMPLES_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} rl_flow_samples SEC(".maps");
+
 #endif /* RINGLANE_MAPS_H */
