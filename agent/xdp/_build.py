@@ -28,7 +28,7 @@ BPF_INCLUDE = ROOT / "bpf" / "include"
 # module name -> (headers whose cffi section Python sees, in dependency order; C sources)
 MODULES = {
     "_ringcore": (["ringcore.h", "ring.h", "frame_pool.h"],
-                  ["ringcore.c", "worker.c", "fwd.c", "frame_pool.c", "pkt.c"]),
+                  ["ringcore.c", "worker.c", "fwd.c", "frame_pool.c", "pkt.c", "probe.c"]),
     "_bpfobj": (["bpfobj.h"], ["bpfobj.c"]),
 }
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import enum
 import importlib
 import os
+import time
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from agent.errors import check
-from agent.xdp.cvalues import be32, mac_bytes
+from agent.xdp.cvalues import be32, from_be32, mac_bytes
 
 # RINGLANE_SANITIZED_CORE=1 loads the ASan/UBSan build (agent/xdp/_build.py ..._asan), which
 # only the test suite builds and runs, in agents started with libasan preloaded.
@@ -42,8 +43,10 @@ DropReason = _enum_from_lib("DropReason", "RL_DROP_", "RL_DROP_MAX")
 
 _COUNTER_FIELDS = [f for f, _ in ffi.typeof("struct rl_counters").fields if f != "drops"]
 _KSTAT_FIELDS = [f for f, _ in ffi.typeof("struct rl_kstats").fields]
+_PROBE_FIELDS = [f for f, _ in ffi.typeof("struct rl_probe_counters").fields]
 
-
+#: RingCore(probe_interval_ms=PROBES_OFF): send no link probes (the core still answers).
+PROBES_OFF: int = lib.RL_PROBE_OFF
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,56 @@ class CoreStats:
     running: bool
     loops: int
     sleeps: int
+    #: link probe counters (struct rl_probe_counters): probes_sent, probe_replies, ...
+    probe: dict[str, int] = field(default_factory=dict)
     endpoints: dict[int, SocketStats] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LinkStat:
+    """One remote node's overlay link as this core's probes measure it.
+
+    sent/received/lost/late count since the node got its first route here. RTTs and jitter
+    are in microseconds, 0.0 until the first reply (received == 0); min and max since the
+    first reply, avg an EWMA of gain 1/8, jitter RFC 3550's smoothed |RTT difference|.
+    `loss` is the share of the last `window` decided probes (at most RL_PROBE_WINDOW) that got
+    no reply before their deadline; 0.0 while nothing is decided yet (window 0).
+    """
+
+    node_ip: IPv4Address
+    sent: int
+    received: int
+    lost: int
+    late: int
+    window: int
+    lost_window: int
+    loss: float
+    rtt_last_us: float
+    rtt_min_us: float
+    rtt_avg_us: float
+    rtt_max_us: float
+    jitter_us: float
+    last_reply_age_s: float | None
+
+    @classmethod
+    def from_c(cls, s: Any, now_ns: int) -> LinkStat:
+        last_reply = int(s.last_reply_ns)
+        return cls(
+            node_ip=from_be32(s.node_ip),
+            sent=int(s.sent),
+            received=int(s.received),
+            lost=int(s.lost),
+            late=int(s.late),
+            window=int(s.window),
+            lost_window=int(s.lost_window),
+            loss=int(s.loss_window_ppm) / 1e6,
+            rtt_last_us=int(s.rtt_last_ns) / 1e3,
+            rtt_min_us=int(s.rtt_min_ns) / 1e3,
+            rtt_avg_us=int(s.rtt_avg_ns) / 1e3,
+            rtt_max_us=int(s.rtt_max_ns) / 1e3,
+            jitter_us=int(s.jitter_ns) / 1e3,
+            last_reply_age_s=max(0, now_ns - last_reply) / 1e9 if last_reply else None,
+        )
 
 
 class RingCore:
@@ -135,7 +187,11 @@ class RingCore:
         hugepages: bool = True,
         cpu: int = -1,
         queue: int = 0,
+        probe_interval_ms: int = 0,
     ) -> None:
+        """Options as struct rl_core_opts (0: the core's default). `probe_interval_ms`: link
+        probes to every remote node this often (0: RL_PROBE_DEFAULT_INTERVAL_MS, PROBES_OFF:
+        none)."""
         self._ifname = ffi.new("char[]", underlay_ifname.encode())
         opts = ffi.new("struct rl_core_opts *")
         opts.sz = ffi.sizeof("struct rl_core_opts")
@@ -155,13 +211,14 @@ class RingCore:
         opts.busy_poll = int(busy_poll)
         opts.hugepages = int(hugepages)
         opts.cpu = cpu
+        opts.probe_interval_ms = probe_interval_ms
         out = ffi.new("struct rl_core **")
         check(
             lib.rl_core__create(opts, out),
             f"ring core on {underlay_ifname}",
             "EINVAL means an option is out of range (ring sizes are powers of two, VNI < 2^24, "
-            "576 <= overlay MTU <= 3740); EPERM/EAFNOSUPPORT means no AF_XDP (run as root on a "
-            "kernel with CONFIG_XDP_SOCKETS)",
+            "576 <= overlay MTU <= 3740, probe interval 20..60000 ms); EPERM/EAFNOSUPPORT means "
+            "no AF_XDP (run as root on a kernel with CONFIG_XDP_SOCKETS)",
         )
         self._core: Any = out[0]
         self._slots: set[int] = set()
@@ -241,5 +298,19 @@ class RingCore:
             running=bool(out.running),
             loops=int(out.loops),
             sleeps=int(out.sleeps),
+            probe={f: int(getattr(out.probe, f)) for f in _PROBE_FIELDS},
             endpoints=eps,
         )
+
+    def link_stats(self) -> list[LinkStat]:
+        """Every probed node's link, from one snapshot the worker takes between two batches;
+        sorted by node IP. Nodes leave the list with their last route."""
+        room = 64
+        while True:
+            out = ffi.new("struct rl_link_stat[]", room)
+            n = check(lib.rl_core__link_stats(self._core, out, room), "link stats")
+            now = time.monotonic_ns()  # CLOCK_MONOTONIC, as the worker's timestamps
+            if n <= room:
+                return sorted((LinkStat.from_c(out[i], now) for i in range(n)),
+                              key=lambda s: s.node_ip)
+            room = n + 64  # peers were added since: take them all next time

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * fuzz_pkt: libFuzzer target for agent/xdp/src/pkt.c (built and run by
- * test_pkt_fuzz.py).
+ * fuzz_pkt: libFuzzer target for agent/xdp/src/pkt.c and the frame half of
+ * probe.c (built and run by test_pkt_fuzz.py).
  *
  * Input: RL_FUZZ_CTRL control bytes, then a frame. The control bytes pick
  * how the frame is cut into a descriptor chain, the TSO MTU and the encap
@@ -10,12 +10,14 @@
  * the results with a checksum written independently of pkt.c and abort()
  * on a wrong one, which libFuzzer reports as a crash.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "pkt.h"
+#include "probe.h"
 
 #define RL_FUZZ_CTRL	6
 #define FUZZ_VNI	0x123456
@@ -129,6 +131,36 @@ static void fuzz_csum(const uint8_t *frame, size_t len)
 	}
 }
 
+/* A probe the VXLAN parser accepted: rl_probe_parse(), and a request
+ * through rl_probe_answer(), whose reply must parse back as the same probe
+ * with the type changed, a valid outer checksum and swapped addresses. */
+static void fuzz_probe(const uint8_t *frame, size_t len, const struct rl_vxlan_info *vi)
+{
+	static const uint8_t mac[6] = { 2, 0, 0, 0, 0, 9 };
+	struct rl_probe_msg m, back;
+	struct rl_vxlan_info vi2;
+	uint8_t *f;
+	int ret;
+
+	if (rl_probe_parse(frame, vi, &m) || m.type != RL_PROBE_REQUEST)
+		return;
+	f = dup_exact(frame, len);
+	ret = rl_probe_answer(f, vi, mac, NULL, 49152, 65535);
+	if (ret < 0) {
+		oracle(ret == -EBADMSG && vi->inner_off != RL_ENCAP_LEN, "answer refused a request");
+	} else {
+		oracle(ret == RL_PROBE_FRAME_LEN && (size_t)ret <= len, "answer length");
+		oracle(sum16(f + RL_ETH_HLEN, RL_IPV4_HLEN, 0) == 0xffff, "answer IPv4 checksum");
+		oracle(memcmp(f + 26, frame + 30, 4) == 0 && memcmp(f + 30, frame + 26, 4) == 0,
+		       "answer addresses");
+		oracle(rl_parse_vxlan(f, (uint32_t)ret, FUZZ_VNI, FUZZ_PORT, &vi2) == 0 &&
+		       rl_probe_parse(f, &vi2, &back) == 0, "answer does not parse back");
+		m.type = RL_PROBE_REPLY;
+		oracle(memcmp(&m, &back, sizeof(m)) == 0, "answer changed the payload");
+	}
+	free(f);
+}
+
 /* rl_parse_vxlan(), then the inner frame through rl_parse_inner() as decap would. */
 static void fuzz_vxlan(const uint8_t *frame, size_t len)
 {
@@ -143,6 +175,8 @@ static void fuzz_vxlan(const uint8_t *frame, size_t len)
 	inner = dup_exact(frame + vi.inner_off, len - vi.inner_off);
 	(void)rl_parse_inner(inner, (uint32_t)(len - vi.inner_off), false, &info);
 	free(inner);
+	if (rl_probe_match(frame, &vi))
+		fuzz_probe(frame, len, &vi);
 }
 
 /* rl_encap() in front of the frame; the result must parse back as our VXLAN. */

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * pkt_harness: drives agent/xdp/src/pkt.c for tests/native/test_pkt*.py.
+ * pkt_harness: drives agent/xdp/src/pkt.c for tests/native/test_pkt*.py,
+ * and probe.c (with the hash map of fwd.c) for tests/native/test_probe.py.
  *
  * One command per line on stdin, one JSON object per line on stdout (see
  * pkt_harness.py for the protocol). Byte strings travel as lowercase hex,
@@ -14,6 +15,7 @@
 #include <arpa/inet.h>
 
 #include "pkt.h"
+#include "probe.h"
 
 /* Upper bound on segments per tso command, so a bug cannot loop forever. */
 #define MAX_SEGS 70000
@@ -102,15 +104,24 @@ static void put_hex(const __u8 *p, __u32 len)
 	putchar('"');
 }
 
-/* consts: the abi.h values the tests need, so that no Python literal repeats one. */
+/* consts: the abi.h, probe.h and ringcore.h values the tests need, so that no Python literal repeats one. */
 static void cmd_consts(void)
 {
 	printf("{\"TRUNCATED\":%d,\"NOT_IPV4\":%d,\"BAD_IHL\":%d,\"BAD_IP_LEN\":%d,"
 	       "\"NOT_VXLAN\":%d,\"BAD_VNI\":%d,\"NO_INNER_ETH\":%d,\"OVERSIZE\":%d,"
-	       "\"BAD_CHAIN\":%d,\"FRAGMENT\":%d,\"MAX_FRAGS\":%d,\"ENCAP_LEN\":%d}\n",
+	       "\"BAD_CHAIN\":%d,\"FRAGMENT\":%d,\"MAX_FRAGS\":%d,\"ENCAP_LEN\":%d,",
 	       RL_DROP_TRUNCATED, RL_DROP_NOT_IPV4, RL_DROP_BAD_IHL, RL_DROP_BAD_IP_LEN,
 	       RL_DROP_NOT_VXLAN, RL_DROP_BAD_VNI, RL_DROP_NO_INNER_ETH, RL_DROP_OVERSIZE,
 	       RL_DROP_BAD_CHAIN, RL_DROP_FRAGMENT, RL_MAX_FRAGS, RL_ENCAP_LEN);
+	printf("\"PROBE_ETHERTYPE\":%d,\"PROBE_MAGIC\":%d,\"PROBE_VERSION\":%d,"
+	       "\"PROBE_REQUEST\":%d,\"PROBE_REPLY\":%d,\"PROBE_MSG_LEN\":%d,"
+	       "\"PROBE_FRAME_LEN\":%d,\"PROBE_WINDOW\":%d,\"PROBE_IN_TIME\":%d,"
+	       "\"PROBE_LATE\":%d,\"PROBE_DEADLINE_INTERVALS\":%d,"
+	       "\"PROBE_DEADLINE_MIN_MS\":%d,\"PROBE_INTERVAL_MIN_MS\":%d}\n",
+	       RL_PROBE_ETHERTYPE, RL_PROBE_MAGIC, RL_PROBE_VERSION, RL_PROBE_REQUEST,
+	       RL_PROBE_REPLY, RL_PROBE_MSG_LEN, RL_PROBE_FRAME_LEN, RL_PROBE_WINDOW,
+	       RL_PROBE_IN_TIME, RL_PROBE_LATE, RL_PROBE_DEADLINE_INTERVALS,
+	       RL_PROBE_DEADLINE_MIN_MS, RL_PROBE_INTERVAL_MIN_MS);
 }
 
 /* inner <allow_short> <frame>: rl_parse_inner() and, on success, rl_flow_hash(). */
@@ -208,6 +219,23 @@ static void cmd_macs(char **save)
 	free(f);
 }
 
+/* The 11 arguments of struct rl_encap_params, in its order (see cmd_encap()). */
+static void encap_params_arg(char **save, struct rl_encap_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	hexfixed(save, p->outer_src_mac, 6);
+	hexfixed(save, p->outer_dst_mac, 6);
+	hexfixed(save, p->inner_src_mac, 6);
+	hexfixed(save, p->inner_dst_mac, 6);
+	hexfixed(save, (__u8 *)&p->outer_saddr, 4);
+	hexfixed(save, (__u8 *)&p->outer_daddr, 4);
+	p->vni = (__u32)num(save);
+	p->dport = (__u16)num(save);
+	p->sport_min = (__u16)num(save);
+	p->sport_max = (__u16)num(save);
+	p->ttl = (__u8)num(save);
+}
+
 /*
  * encap <outer_src> <outer_dst> <inner_src> <inner_dst> <saddr> <daddr> <vni>
  *       <dport> <sport_min> <sport_max> <ttl> <hash> <inner frame>:
@@ -219,18 +247,7 @@ static void cmd_encap(char **save)
 	__u32 hash, len;
 	__u8 *inner, *buf;
 
-	memset(&p, 0, sizeof(p));
-	hexfixed(save, p.outer_src_mac, 6);
-	hexfixed(save, p.outer_dst_mac, 6);
-	hexfixed(save, p.inner_src_mac, 6);
-	hexfixed(save, p.inner_dst_mac, 6);
-	hexfixed(save, (__u8 *)&p.outer_saddr, 4);
-	hexfixed(save, (__u8 *)&p.outer_daddr, 4);
-	p.vni = (__u32)num(save);
-	p.dport = (__u16)num(save);
-	p.sport_min = (__u16)num(save);
-	p.sport_max = (__u16)num(save);
-	p.ttl = (__u8)num(save);
+	encap_params_arg(save, &p);
 	hash = (__u32)num(save);
 	inner = hexarg(save, &len);
 	buf = malloc(RL_ENCAP_LEN + len);
@@ -313,6 +330,244 @@ static void cmd_tso(char **save)
 	free(f);
 }
 
+/* Print @m's fields as JSON members (after a leading comma). */
+static void put_msg(const struct rl_probe_msg *m)
+{
+	printf(",\"type\":%u,\"seq\":%u,\"nonce\":%u,\"tx_ns\":%llu,\"sender\":", m->type, m->seq,
+	       m->nonce, (unsigned long long)m->tx_ns);
+	put_hex((const __u8 *)&m->sender_ip, 4);
+	printf(",\"target\":");
+	put_hex((const __u8 *)&m->target_ip, 4);
+}
+
+/*
+ * probe_build <11 encap params> <hash> <type> <seq> <nonce> <sender> <target>
+ *             <tx_ns>: rl_probe_build() into exactly RL_PROBE_FRAME_LEN bytes.
+ */
+static void cmd_probe_build(char **save)
+{
+	struct rl_encap_params p;
+	struct rl_probe_msg m;
+	__u32 hash;
+	__u8 *buf;
+
+	encap_params_arg(save, &p);
+	hash = (__u32)num(save);
+	memset(&m, 0, sizeof(m));
+	m.type = (__u8)num(save);
+	m.seq = (__u32)num(save);
+	m.nonce = (__u32)num(save);
+	hexfixed(save, (__u8 *)&m.sender_ip, 4);
+	hexfixed(save, (__u8 *)&m.target_ip, 4);
+	m.tx_ns = strtoull(tok(save), NULL, 0);
+	buf = malloc(RL_PROBE_FRAME_LEN);
+	if (!buf)
+		die("out of memory");
+	rl_probe_build(buf, &p, hash, &m);
+	printf("{\"frame\":");
+	put_hex(buf, RL_PROBE_FRAME_LEN);
+	printf("}\n");
+	free(buf);
+}
+
+/* probe_parse <vni> <port> <frame>: rl_parse_vxlan(), rl_probe_match(), rl_probe_parse(). */
+static void cmd_probe_parse(char **save)
+{
+	__u32 vni = (__u32)num(save);
+	__u16 port = (__u16)num(save);
+	struct rl_vxlan_info vi;
+	struct rl_probe_msg m;
+	__u32 len;
+	__u8 *f = hexarg(save, &len);
+	int vx = rl_parse_vxlan(f, len, vni, port, &vi), ret = 0;
+	bool match = false;
+
+	if (vx == 0) {
+		match = rl_probe_match(f, &vi);
+		ret = rl_probe_parse(f, &vi, &m);
+	}
+	printf("{\"vxlan\":%d,\"match\":%s,\"ret\":%d", vx, match ? "true" : "false", ret);
+	if (vx == 0 && ret == 0)
+		put_msg(&m);
+	printf("}\n");
+	free(f);
+}
+
+/*
+ * probe_answer <vni> <port> <src_mac> <dst_mac|-> <sport_min> <sport_max>
+ *              <frame>: rl_parse_vxlan(), rl_probe_parse() (must accept a
+ *              request), then rl_probe_answer() in place.
+ */
+static void cmd_probe_answer(char **save)
+{
+	__u32 vni = (__u32)num(save), len, dlen;
+	__u16 port = (__u16)num(save), smin, smax;
+	struct rl_vxlan_info vi;
+	struct rl_probe_msg m;
+	__u8 src[6], *dst, *f;
+	int ret;
+
+	hexfixed(save, src, 6);
+	dst = hexarg(save, &dlen);
+	if (dlen != 0 && dlen != 6)
+		die("probe_answer: dst MAC must be 6 bytes or -");
+	smin = (__u16)num(save);
+	smax = (__u16)num(save);
+	f = hexarg(save, &len);
+	if (rl_parse_vxlan(f, len, vni, port, &vi) || rl_probe_parse(f, &vi, &m) ||
+	    m.type != RL_PROBE_REQUEST)
+		die("probe_answer: not a probe request");
+	ret = rl_probe_answer(f, &vi, src, dlen ? dst : NULL, smin, smax);
+	printf("{\"ret\":%d", ret);
+	if (ret > 0) {
+		if ((__u32)ret > len)
+			die("probe_answer: reply longer than the request");
+		printf(",\"frame\":");
+		put_hex(f, (__u32)ret);
+	}
+	printf("}\n");
+	free(dst);
+	free(f);
+}
+
+/* The probe table the pt_* commands drive; pt_init starts it afresh. */
+static struct rl_probe_table table;
+static bool table_up;
+
+/* IPv4 argument as 8 hex digits (network order). */
+static __be32 ip_arg(char **save)
+{
+	__be32 ip;
+
+	hexfixed(save, (__u8 *)&ip, 4);
+	return ip;
+}
+
+/* pt_init <max_peers> <interval_ms> <nonce>: a new, empty table. */
+static void cmd_pt_init(char **save)
+{
+	__u32 max = (__u32)num(save), interval = (__u32)num(save), nonce = (__u32)num(save);
+	int ret;
+
+	if (table_up)
+		rl_probe_table_fini(&table);
+	ret = rl_probe_table_init(&table, max, interval, nonce);
+	table_up = ret == 0;
+	printf("{\"ret\":%d,\"deadline\":%u}\n", ret, table_up ? table.deadline : 0);
+}
+
+/* Die unless pt_init ran. */
+static void need_table(void)
+{
+	if (!table_up)
+		die("pt_*: no table (pt_init first)");
+}
+
+/* pt_ref <11 encap params> <first_seq>: rl_probe_peer_ref(). */
+static void cmd_pt_ref(char **save)
+{
+	struct rl_encap_params p;
+	__u32 first;
+	int ret;
+
+	need_table();
+	encap_params_arg(save, &p);
+	first = (__u32)num(save);
+	ret = rl_probe_peer_ref(&table, &p, first);
+	printf("{\"ret\":%d,\"peers\":%u}\n", ret, table.n);
+}
+
+/* pt_unref <ip>: rl_probe_peer_unref(). */
+static void cmd_pt_unref(char **save)
+{
+	need_table();
+	rl_probe_peer_unref(&table, ip_arg(save));
+	printf("{\"peers\":%u}\n", table.n);
+}
+
+/* pt_send <ip> <now_ns>: rl_probe_request() then rl_probe_sent(). */
+static void cmd_pt_send(char **save)
+{
+	struct rl_probe_peer *p;
+	struct rl_probe_msg m;
+	__be32 ip;
+	__u64 now;
+
+	need_table();
+	ip = ip_arg(save);
+	now = strtoull(tok(save), NULL, 0);
+	p = rl_probe_peer_find(&table, ip);
+	if (!p)
+		die("pt_send: no such peer");
+	rl_probe_request(&table, p, now, &m);
+	rl_probe_sent(&table, p);
+	printf("{\"hash\":%u", p->hash);
+	put_msg(&m);
+	printf("}\n");
+}
+
+/* pt_reply <target> <sender> <seq> <nonce> <tx_ns> <now_ns>: rl_probe_reply_in(). */
+static void cmd_pt_reply(char **save)
+{
+	struct rl_probe_msg m;
+	__u64 now;
+
+	need_table();
+	memset(&m, 0, sizeof(m));
+	m.type = RL_PROBE_REPLY;
+	m.target_ip = ip_arg(save);
+	m.sender_ip = ip_arg(save);
+	m.seq = (__u32)num(save);
+	m.nonce = (__u32)num(save);
+	m.tx_ns = strtoull(tok(save), NULL, 0);
+	now = strtoull(tok(save), NULL, 0);
+	printf("{\"ret\":%d}\n", rl_probe_reply_in(&table, &m, now));
+}
+
+/* pt_stat <ip>: the peer's struct rl_link_stat, or found false. */
+static void cmd_pt_stat(char **save)
+{
+	const struct rl_probe_peer *p;
+	const struct rl_link_stat *st;
+
+	need_table();
+	p = rl_probe_peer_find(&table, ip_arg(save));
+	if (!p) {
+		printf("{\"found\":false}\n");
+		return;
+	}
+	st = &p->st;
+	printf("{\"found\":true,\"node_ip\":");
+	put_hex((const __u8 *)&st->node_ip, 4);
+	printf(",\"window\":%u,\"sent\":%llu,\"received\":%llu,\"lost\":%llu,\"late\":%llu,"
+	       "\"rtt_last_ns\":%llu,\"rtt_min_ns\":%llu,\"rtt_max_ns\":%llu,\"rtt_avg_ns\":%llu,"
+	       "\"jitter_ns\":%llu,\"last_reply_ns\":%llu,\"lost_window\":%u,"
+	       "\"loss_window_ppm\":%u}\n",
+	       st->window, (unsigned long long)st->sent, (unsigned long long)st->received,
+	       (unsigned long long)st->lost, (unsigned long long)st->late,
+	       (unsigned long long)st->rtt_last_ns, (unsigned long long)st->rtt_min_ns,
+	       (unsigned long long)st->rtt_max_ns, (unsigned long long)st->rtt_avg_ns,
+	       (unsigned long long)st->jitter_ns, (unsigned long long)st->last_reply_ns,
+	       st->lost_window, st->loss_window_ppm);
+}
+
+/* pt_list: the peers' IPs in table order. */
+static void cmd_pt_list(void)
+{
+	__u32 i;
+
+	need_table();
+	printf("{\"ips\":[");
+	for (i = 0; i < table.n; i++) {
+		if (i)
+			putchar(',');
+		put_hex((const __u8 *)&table.peers[i]->st.node_ip, 4);
+		if (table.peers[i]->pos != i)
+			die("pt_list: peer position out of date");
+	}
+	printf("]}\n");
+}
+
 int main(void)
 {
 	char *line = NULL, *save, *cmd;
@@ -338,10 +593,32 @@ int main(void)
 			cmd_encap(&save);
 		else if (strcmp(cmd, "tso") == 0)
 			cmd_tso(&save);
+		else if (strcmp(cmd, "probe_build") == 0)
+			cmd_probe_build(&save);
+		else if (strcmp(cmd, "probe_parse") == 0)
+			cmd_probe_parse(&save);
+		else if (strcmp(cmd, "probe_answer") == 0)
+			cmd_probe_answer(&save);
+		else if (strcmp(cmd, "pt_init") == 0)
+			cmd_pt_init(&save);
+		else if (strcmp(cmd, "pt_ref") == 0)
+			cmd_pt_ref(&save);
+		else if (strcmp(cmd, "pt_unref") == 0)
+			cmd_pt_unref(&save);
+		else if (strcmp(cmd, "pt_send") == 0)
+			cmd_pt_send(&save);
+		else if (strcmp(cmd, "pt_reply") == 0)
+			cmd_pt_reply(&save);
+		else if (strcmp(cmd, "pt_stat") == 0)
+			cmd_pt_stat(&save);
+		else if (strcmp(cmd, "pt_list") == 0)
+			cmd_pt_list();
 		else
 			die("unknown command");
 		fflush(stdout);
 	}
 	free(line);
+	if (table_up)
+		rl_probe_table_fini(&table);
 	return 0;
 }

@@ -16,7 +16,10 @@ from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-PKT_C = REPO / "agent" / "xdp" / "src" / "pkt.c"
+SRC = REPO / "agent" / "xdp" / "src"
+PKT_C = SRC / "pkt.c"
+# what the harness links besides pkt.c: the probes and the hash map they index peers with
+HARNESS_SOURCES = [PKT_C, SRC / "probe.c", SRC / "fwd.c"]
 INCLUDE_FLAGS = [f"-I{REPO / 'agent' / 'xdp' / 'src'}", f"-I{REPO / 'bpf' / 'include'}"]
 # Warnings are errors here as in the cffi build (agent/xdp/_build.py), so a test run catches
 # what would break `pip install`.
@@ -36,9 +39,10 @@ def compile_c(cmd: list[str]) -> None:
 
 
 def build_harness(out_dir: Path) -> Path:
-    """Compile pkt.c + pkt_harness.c with gcc under ASan/UBSan; return the executable."""
+    """Compile pkt.c, probe.c, fwd.c + pkt_harness.c with gcc under ASan/UBSan; return the
+    executable."""
     exe = out_dir / "pkt_harness"
-    compile_c(["gcc", *SANITIZER_CFLAGS, *INCLUDE_FLAGS, str(PKT_C),
+    compile_c(["gcc", *SANITIZER_CFLAGS, *INCLUDE_FLAGS, *map(str, HARNESS_SOURCES),
                str(HERE / "pkt_harness.c"), "-o", str(exe)])
     return exe
 
@@ -59,6 +63,19 @@ class Consts:
     FRAGMENT: int
     MAX_FRAGS: int
     ENCAP_LEN: int
+    PROBE_ETHERTYPE: int
+    PROBE_MAGIC: int
+    PROBE_VERSION: int
+    PROBE_REQUEST: int
+    PROBE_REPLY: int
+    PROBE_MSG_LEN: int
+    PROBE_FRAME_LEN: int
+    PROBE_WINDOW: int
+    PROBE_IN_TIME: int
+    PROBE_LATE: int
+    PROBE_DEADLINE_INTERVALS: int
+    PROBE_DEADLINE_MIN_MS: int
+    PROBE_INTERVAL_MIN_MS: int
 
 
 @dataclass(frozen=True)
@@ -126,6 +143,40 @@ class EncapParams:
     sport_min: int
     sport_max: int
     ttl: int
+
+    def args(self) -> list[str]:
+        """The harness's 11 arguments for these parameters (encap_params_arg())."""
+        return [self.outer_src_mac.hex(), self.outer_dst_mac.hex(), self.inner_src_mac.hex(),
+                self.inner_dst_mac.hex(), self.outer_saddr.hex(), self.outer_daddr.hex(),
+                str(self.vni), str(self.dport), str(self.sport_min), str(self.sport_max),
+                str(self.ttl)]
+
+
+@dataclass(frozen=True)
+class ProbeMsg:
+    """struct rl_probe_msg; addresses as raw bytes."""
+
+    type: int
+    seq: int
+    nonce: int
+    tx_ns: int
+    sender: bytes
+    target: bytes
+
+    @classmethod
+    def from_json(cls, r: dict[str, Any]) -> ProbeMsg:
+        return cls(type=r["type"], seq=r["seq"], nonce=r["nonce"], tx_ns=r["tx_ns"],
+                   sender=bytes.fromhex(r["sender"]), target=bytes.fromhex(r["target"]))
+
+
+@dataclass(frozen=True)
+class ProbeParse:
+    """rl_parse_vxlan(), rl_probe_match() and rl_probe_parse() of one frame."""
+
+    vxlan: int
+    match: bool
+    ret: int
+    msg: ProbeMsg | None
 
 
 def _hex(data: bytes) -> str:
@@ -209,13 +260,63 @@ class PktHarness:
 
     def encap(self, inner: bytes, p: EncapParams, flow_hash: int) -> bytes:
         """rl_encap() into RL_ENCAP_LEN + len(inner) bytes holding inner at the end."""
-        r = self._call(
-            "encap", p.outer_src_mac.hex(), p.outer_dst_mac.hex(), p.inner_src_mac.hex(),
-            p.inner_dst_mac.hex(), p.outer_saddr.hex(), p.outer_daddr.hex(), str(p.vni),
-            str(p.dport), str(p.sport_min), str(p.sport_max), str(p.ttl), str(flow_hash),
-            _hex(inner),
-        )
+        r = self._call("encap", *p.args(), str(flow_hash), _hex(inner))
         return bytes.fromhex(r["frame"])
+
+    # -- link probes (probe.c) -----------------------------------------------------------
+
+    def probe_build(self, p: EncapParams, flow_hash: int, m: ProbeMsg) -> bytes:
+        """rl_probe_build() into exactly RL_PROBE_FRAME_LEN bytes."""
+        r = self._call("probe_build", *p.args(), str(flow_hash), str(m.type), str(m.seq),
+                       str(m.nonce), m.sender.hex(), m.target.hex(), str(m.tx_ns))
+        return bytes.fromhex(r["frame"])
+
+    def probe_parse(self, frame: bytes, vni: int, port: int) -> ProbeParse:
+        r = self._call("probe_parse", str(vni), str(port), _hex(frame))
+        ok = r["vxlan"] == 0 and r["ret"] == 0
+        return ProbeParse(r["vxlan"], r["match"], r["ret"], ProbeMsg.from_json(r) if ok else None)
+
+    def probe_answer(self, frame: bytes, *, vni: int, port: int, src_mac: bytes,
+                     dst_mac: bytes | None, sport_min: int, sport_max: int) -> tuple[int, bytes]:
+        """rl_probe_answer() of a request: (return, the reply's bytes)."""
+        r = self._call("probe_answer", str(vni), str(port), src_mac.hex(), _hex(dst_mac or b""),
+                       str(sport_min), str(sport_max), _hex(frame))
+        return r["ret"], bytes.fromhex(r.get("frame", ""))
+
+    def pt_init(self, *, max_peers: int, interval_ms: int, nonce: int) -> int:
+        """A fresh probe table; returns its deadline in requests."""
+        r = self._call("pt_init", str(max_peers), str(interval_ms), str(nonce))
+        assert r["ret"] == 0, r
+        deadline: int = r["deadline"]
+        return deadline
+
+    def pt_ref(self, p: EncapParams, first_seq: int) -> tuple[int, int]:
+        """rl_probe_peer_ref(): (return, peers in the table)."""
+        r = self._call("pt_ref", *p.args(), str(first_seq))
+        return r["ret"], r["peers"]
+
+    def pt_unref(self, ip: bytes) -> int:
+        """rl_probe_peer_unref(); returns the peers left."""
+        peers: int = self._call("pt_unref", ip.hex())["peers"]
+        return peers
+
+    def pt_send(self, ip: bytes, now_ns: int) -> ProbeMsg:
+        """rl_probe_request() and rl_probe_sent(): the request that went."""
+        return ProbeMsg.from_json(self._call("pt_send", ip.hex(), str(now_ns)))
+
+    def pt_reply(self, m: ProbeMsg, now_ns: int) -> int:
+        """rl_probe_reply_in() of the reply to request m (its fields echoed)."""
+        ret: int = self._call("pt_reply", m.target.hex(), m.sender.hex(), str(m.seq),
+                              str(m.nonce), str(m.tx_ns), str(now_ns))["ret"]
+        return ret
+
+    def pt_stat(self, ip: bytes) -> dict[str, Any] | None:
+        """The peer's struct rl_link_stat as a dict, None if the table has no such peer."""
+        r = self._call("pt_stat", ip.hex())
+        return r if r.pop("found") else None
+
+    def pt_list(self) -> list[bytes]:
+        return [bytes.fromhex(ip) for ip in self._call("pt_list")["ips"]]
 
     def tso(self, frame: bytes, lens: list[int], mtu: int, room: int) -> TsoResult:
         """Split frame into buffers of lens (summing to len(frame)) and segment it."""

@@ -32,11 +32,12 @@ from .packets import (
     udp_frame,
     vxlan_frame,
 )
-from .pkt_harness import HERE, INCLUDE_FLAGS, PKT_C, BuildError, compile_c
+from .pkt_harness import HARNESS_SOURCES, HERE, INCLUDE_FLAGS, REPO, SRC, BuildError, compile_c
 
 pytestmark = pytest.mark.native
 
 FUZZ_C = HERE / "fuzz_pkt.c"
+ABI_H = REPO / "bpf" / "include" / "ringlane" / "abi.h"
 FUZZ_SECONDS = 20
 FUZZ_CFLAGS = ["-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
                "-Wall", "-Wextra", "-Werror"]
@@ -44,11 +45,22 @@ MISSING_RUNTIME = ("clang's libFuzzer runtime is missing "
                    "(Debian: apt-get install libclang-rt-14-dev)")
 
 
-def fuzz_define(name: str) -> int:
-    """An integer #define of fuzz_pkt.c, so the seeds and the target cannot drift apart."""
-    m = re.search(rf"^#define\s+{name}\s+(\S+)", FUZZ_C.read_text(), re.M)
-    assert m is not None, f"{name} not in {FUZZ_C.name}"
+def fuzz_define(name: str, source: Path = FUZZ_C) -> int:
+    """An integer #define of fuzz_pkt.c (or another source), so the seeds and the target
+    cannot drift apart."""
+    m = re.search(rf"^#define\s+{name}\s+(\S+)", source.read_text(), re.M)
+    assert m is not None, f"{name} not in {source.name}"
     return int(m.group(1), 0)
+
+
+def probe_request() -> bytes:
+    """A link probe request (probe.h's payload layout) as the inner frame of a seed."""
+    def probe_h(name: str) -> int:
+        return fuzz_define(name, SRC / "probe.h")
+
+    payload = struct.pack("!IBBHII4s4sQ", probe_h("RL_PROBE_MAGIC"), probe_h("RL_PROBE_VERSION"),
+                          probe_h("RL_PROBE_REQUEST"), 0, 7, 9, bytes(4), bytes(4), 5)
+    return eth(ethertype=fuzz_define("RL_PROBE_ETHERTYPE", ABI_H)) + payload
 
 
 def ctrl(mtu: int, layout: int = 0x2A2A2A2A) -> bytes:
@@ -80,6 +92,7 @@ def seeds() -> dict[str, bytes]:
         "tso_mss1": ctrl(41, 0x0BADF00D) + tcp_frame(big[:300], csum=Csum.PARTIAL),
         "udp_big": ctrl(1500) + udp_frame(big, sport=1, dport=2),
         "ttl_low": ctrl(1500) + eth() + ipv4(udp(b"t"), ttl=2, proto=IPPROTO_UDP),
+        "probe_request": ctrl(1500) + vxlan_frame(probe_request(), vni=vni),
     }
 
 
@@ -104,7 +117,8 @@ def test_fuzz_pkt(tmp_path: Path, record_property: Callable[[str, object], None]
         pytest.skip(MISSING_RUNTIME)
     exe = tmp_path / "fuzz_pkt"
     try:
-        compile_c(["clang", *FUZZ_CFLAGS, *INCLUDE_FLAGS, str(PKT_C), str(FUZZ_C), "-o", str(exe)])
+        compile_c(["clang", *FUZZ_CFLAGS, *INCLUDE_FLAGS, *map(str, HARNESS_SOURCES), str(FUZZ_C),
+                   "-o", str(exe)])
     except BuildError as e:
         pytest.fail(str(e))
 

@@ -1,4 +1,5 @@
-"""Native tier: the ring arithmetic and the frame pool of the ring core, through cffi.
+"""Native tier: the ring arithmetic, the frame pool and the option checks of the ring core,
+through cffi.
 
 The rings are exercised over plain memory with producer/consumer indices placed just below the
 u32 wrap, which is where the Go library's signed/masked arithmetic went wrong.
@@ -6,6 +7,7 @@ u32 wrap, which is where the Go library's signed/masked arithmetic went wrong.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterator
 from typing import Any
 
@@ -143,3 +145,36 @@ def test_pool_create_validates() -> None:
     out = ffi.new("struct rl_pool **")
     assert lib.rl_pool__create(0, 12, out) < 0
     assert lib.rl_pool__create(16, 5, out) < 0
+
+
+def create_errno(**opts: int) -> int:
+    """rl_core__create() on an interface that does not exist: -EINVAL when the options are
+    refused, -ENODEV when they pass and the interface lookup is next. Nothing is created."""
+    name = ffi.new("char[]", b"rl-no-such0")
+    o = ffi.new("struct rl_core_opts *")
+    o.sz = ffi.sizeof("struct rl_core_opts")
+    o.underlay_ifname = name
+    o.overlay_mtu = 1450
+    for key, value in opts.items():
+        setattr(o, key, value)
+    out = ffi.new("struct rl_core **")
+    return int(lib.rl_core__create(o, out))
+
+
+@pytest.mark.parametrize(("interval", "ok"), [
+    (0, True), (lib.RL_PROBE_INTERVAL_MIN_MS, True), (lib.RL_PROBE_INTERVAL_MAX_MS, True),
+    (lib.RL_PROBE_OFF, True), (lib.RL_PROBE_INTERVAL_MIN_MS - 1, False),
+    (lib.RL_PROBE_INTERVAL_MAX_MS + 1, False),
+])
+def test_probe_interval_is_validated(interval: int, ok: bool) -> None:
+    assert create_errno(probe_interval_ms=interval) == (-errno.ENODEV if ok else -errno.EINVAL)
+
+
+def test_core_options_grow_by_their_size_field() -> None:
+    """A caller built before probe_interval_ms was appended passes the shorter size and gets
+    the defaults for what it does not know; any other size is refused."""
+    v1 = ffi.offsetof("struct rl_core_opts", "probe_interval_ms")
+    full = ffi.sizeof("struct rl_core_opts")
+    assert create_errno(sz=v1, probe_interval_ms=1) == -errno.ENODEV  # not read: default
+    assert create_errno(sz=v1 - 1) == -errno.EINVAL
+    assert create_errno(sz=full + 8) == -errno.EINVAL

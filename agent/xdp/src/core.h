@@ -14,6 +14,7 @@
 #include "frame_pool.h"
 #include "fwd.h"
 #include "pkt.h"
+#include "probe.h"
 #include "ring.h"
 #include "ringcore.h"
 
@@ -60,6 +61,7 @@ enum rl_cmd_type {
 	RL_CMD_STATS,		/* arg: struct rl_core_stats * */
 	RL_CMD_EP_STATS,	/* u32: slot, arg: struct rl_sock_stats * */
 	RL_CMD_STOP,
+	RL_CMD_LINK_STATS,	/* arg: struct rl_link_stat[u32]; result: peers */
 };
 
 struct rl_cmd {
@@ -86,6 +88,13 @@ struct rl_core {
 	__u64 tx_outstanding;			/* frames on tx rings, not yet completed */
 	struct rl_counters cnt;			/* worker-wide */
 	__u64 loops, sleeps;
+	/* link probes (worker side); the table follows the routes */
+	struct rl_probe_table probes;
+	struct rl_probe_counters pcnt;
+	__u64 probe_interval_ns;		/* 0: send no requests (RL_PROBE_OFF) */
+	__u64 probe_next_ns;			/* CLOCK_MONOTONIC start of the next round */
+	__u32 probe_cursor;			/* next peer of the round in progress */
+	bool probe_in_round;
 
 	/* control <-> worker */
 	pthread_mutex_t ctl_lock;		/* serialises control calls */

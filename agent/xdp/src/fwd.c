@@ -17,7 +17,7 @@ static __u64 hash64(__u64 k)
 	return k;
 }
 
-static int hmap_init(struct rl_hmap *m, __u32 max)
+int rl_hmap_init(struct rl_hmap *m, __u32 max)
 {
 	__u32 cap = 16;
 
@@ -32,6 +32,12 @@ static int hmap_init(struct rl_hmap *m, __u32 max)
 	return 0;
 }
 
+void rl_hmap_fini(struct rl_hmap *m)
+{
+	free(m->slots);
+	*m = (struct rl_hmap){ 0 };
+}
+
 /* Index of @key's slot, or of the empty slot where it would go. */
 static __u32 hmap_find(const struct rl_hmap *m, __u64 key)
 {
@@ -42,12 +48,12 @@ static __u32 hmap_find(const struct rl_hmap *m, __u64 key)
 	return i;
 }
 
-static void *hmap_get(const struct rl_hmap *m, __u64 key)
+void *rl_hmap_get(const struct rl_hmap *m, __u64 key)
 {
 	return m->slots[hmap_find(m, key)].val;
 }
 
-static int hmap_put(struct rl_hmap *m, __u64 key, void *val, int replace)
+int rl_hmap_put(struct rl_hmap *m, __u64 key, void *val, int replace)
 {
 	__u32 i = hmap_find(m, key);
 
@@ -65,9 +71,9 @@ static int hmap_put(struct rl_hmap *m, __u64 key, void *val, int replace)
 	return 0;
 }
 
-/* Remove @key, shifting later entries of the probe run back into the hole
- * so lookups never need tombstones. Returns the removed value or NULL. */
-static void *hmap_del(struct rl_hmap *m, __u64 key)
+/* Shifts later entries of the probe run back into the hole, so lookups
+ * never need tombstones. */
+void *rl_hmap_del(struct rl_hmap *m, __u64 key)
 {
 	__u32 i = hmap_find(m, key), j, home;
 	void *old = m->slots[i].val;
@@ -88,11 +94,13 @@ static void *hmap_del(struct rl_hmap *m, __u64 key)
 	return old;
 }
 
+/* Network-order mask of a prefix length (0..32). */
 static __be32 prefix_mask(__u8 plen)
 {
 	return plen == 0 ? 0 : htonl(~0U << (32 - plen));
 }
 
+/* The routes table's key: prefix length above the masked prefix. */
 static __u64 route_key(__be32 prefix, __u8 plen)
 {
 	return ((__u64)plen << 32) | (__u32)(prefix & prefix_mask(plen));
@@ -103,10 +111,10 @@ int rl_fwd_init(struct rl_fwd *f, __u32 max_routes, __u32 max_locals)
 	int err;
 
 	*f = (struct rl_fwd){ 0 };
-	err = hmap_init(&f->routes, max_routes);
+	err = rl_hmap_init(&f->routes, max_routes);
 	if (err)
 		return err;
-	err = hmap_init(&f->locals, max_locals);
+	err = rl_hmap_init(&f->locals, max_locals);
 	if (err) {
 		free(f->routes.slots);
 		f->routes.slots = NULL;
@@ -136,7 +144,7 @@ int rl_fwd_route_set(struct rl_fwd *f, __be32 prefix, __u8 plen,
 
 	if (plen > 32)
 		return -EINVAL;
-	r = hmap_get(&f->routes, key);
+	r = rl_hmap_get(&f->routes, key);
 	if (r) {
 		r->encap = *encap;
 		return 0;
@@ -147,7 +155,7 @@ int rl_fwd_route_set(struct rl_fwd *f, __be32 prefix, __u8 plen,
 	r->prefix = prefix & prefix_mask(plen);
 	r->plen = plen;
 	r->encap = *encap;
-	err = hmap_put(&f->routes, key, r, 0);
+	err = rl_hmap_put(&f->routes, key, r, 0);
 	if (err) {
 		free(r);
 		return err;
@@ -163,13 +171,20 @@ int rl_fwd_route_del(struct rl_fwd *f, __be32 prefix, __u8 plen)
 
 	if (plen > 32)
 		return -EINVAL;
-	r = hmap_del(&f->routes, route_key(prefix, plen));
+	r = rl_hmap_del(&f->routes, route_key(prefix, plen));
 	if (!r)
 		return -ENOENT;
 	free(r);
 	if (--f->plen_refs[plen] == 0)
 		f->plen_set &= ~(1ULL << plen);
 	return 0;
+}
+
+const struct rl_route *rl_fwd_route_get(const struct rl_fwd *f, __be32 prefix, __u8 plen)
+{
+	if (plen > 32)
+		return NULL;
+	return rl_hmap_get(&f->routes, route_key(prefix, plen));
 }
 
 const struct rl_route *rl_fwd_route_lookup(const struct rl_fwd *f, __be32 daddr)
@@ -180,7 +195,7 @@ const struct rl_route *rl_fwd_route_lookup(const struct rl_fwd *f, __be32 daddr)
 
 	while (set) {
 		plen = 63 - __builtin_clzll(set);	/* longest first */
-		r = hmap_get(&f->routes, route_key(daddr, (__u8)plen));
+		r = rl_hmap_get(&f->routes, route_key(daddr, (__u8)plen));
 		if (r)
 			return r;
 		set &= ~(1ULL << plen);
@@ -190,15 +205,15 @@ const struct rl_route *rl_fwd_route_lookup(const struct rl_fwd *f, __be32 daddr)
 
 int rl_fwd_local_add(struct rl_fwd *f, __be32 ip, void *ep)
 {
-	return hmap_put(&f->locals, ip, ep, 0);
+	return rl_hmap_put(&f->locals, ip, ep, 0);
 }
 
 int rl_fwd_local_del(struct rl_fwd *f, __be32 ip)
 {
-	return hmap_del(&f->locals, ip) ? 0 : -ENOENT;
+	return rl_hmap_del(&f->locals, ip) ? 0 : -ENOENT;
 }
 
 void *rl_fwd_local_lookup(const struct rl_fwd *f, __be32 ip)
 {
-	return hmap_get(&f->locals, ip);
+	return rl_hmap_get(&f->locals, ip);
 }

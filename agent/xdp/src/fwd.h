@@ -30,6 +30,22 @@ struct rl_hmap {
 	__u32 max;		/* at most half full, for short probes */
 };
 
+/* Set up an empty map for up to @max entries. -ENOMEM. */
+int rl_hmap_init(struct rl_hmap *m, __u32 max);
+
+/* Free the slots (not the values). */
+void rl_hmap_fini(struct rl_hmap *m);
+
+/* The value for @key, or NULL. */
+void *rl_hmap_get(const struct rl_hmap *m, __u64 key);
+
+/* Map @key to @val (non-NULL). -EEXIST if present and !@replace, -ENOSPC
+ * at @max entries. */
+int rl_hmap_put(struct rl_hmap *m, __u64 key, void *val, int replace);
+
+/* Remove @key; returns its value, or NULL if absent. */
+void *rl_hmap_del(struct rl_hmap *m, __u64 key);
+
 struct rl_route {
 	__be32 prefix;
 	__u8 plen;
@@ -57,6 +73,9 @@ int rl_fwd_route_set(struct rl_fwd *f, __be32 prefix, __u8 plen,
 
 /* Remove a route. -ENOENT if absent. */
 int rl_fwd_route_del(struct rl_fwd *f, __be32 prefix, __u8 plen);
+
+/* The route for exactly @prefix/@plen (host bits ignored), or NULL. */
+const struct rl_route *rl_fwd_route_get(const struct rl_fwd *f, __be32 prefix, __u8 plen);
 
 /* Longest-prefix match for @daddr, or NULL. */
 const struct rl_route *rl_fwd_route_lookup(const struct rl_fwd *f, __be32 daddr);

@@ -16,6 +16,7 @@
 #include <net/if.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <bpf/bpf.h>
 
@@ -36,7 +37,24 @@
 #define RL_DEFAULT_EP_RING 512
 #define RL_DEFAULT_BATCH 64
 #define RL_BUSY_POLL_USECS 20
+/* The options' size before probe_interval_ms was appended: a caller built
+ * against that header still works, the fields it does not know read 0. */
+#define RL_CORE_OPTS_SZ_V1 offsetof(struct rl_core_opts, probe_interval_ms)
 
+/* A random id for this core's probes; the clock if the kernel has no
+ * entropy to spare (it only has to differ from the previous agent's). */
+static __u32 probe_nonce(void)
+{
+	struct timespec ts;
+	__u32 v;
+
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) == sizeof(v))
+		return v;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u32)(ts.tv_nsec ^ ts.tv_sec);
+}
+
+/* Whether @v is a power of two (0 is not). */
 static bool is_pow2(__u32 v)
 {
 	return v && !(v & (v - 1));
@@ -45,9 +63,10 @@ static bool is_pow2(__u32 v)
 /* Copy @in into @out, filling defaults; -EINVAL for values out of range. */
 static int opts_normalise(const struct rl_core_opts *in, struct rl_core_opts *out)
 {
-	if (!in || in->sz < sizeof(*in) || !in->underlay_ifname)
+	if (!in || in->sz < RL_CORE_OPTS_SZ_V1 || in->sz > sizeof(*in) || !in->underlay_ifname)
 		return -EINVAL;
-	*out = *in;
+	memset(out, 0, sizeof(*out));
+	memcpy(out, in, in->sz);
 	out->sz = sizeof(*out);
 	if (!out->n_frames)
 		out->n_frames = RL_DEFAULT_FRAMES;
@@ -63,6 +82,12 @@ static int opts_normalise(const struct rl_core_opts *in, struct rl_core_opts *ou
 		out->sport_min = RL_RING_SPORT_MIN;
 		out->sport_max = RL_RING_SPORT_MAX;
 	}
+	if (!out->probe_interval_ms)
+		out->probe_interval_ms = RL_PROBE_DEFAULT_INTERVAL_MS;
+	if (out->probe_interval_ms != RL_PROBE_OFF &&
+	    (out->probe_interval_ms < RL_PROBE_INTERVAL_MIN_MS ||
+	     out->probe_interval_ms > RL_PROBE_INTERVAL_MAX_MS))
+		return -EINVAL;
 	if (!is_pow2(out->ring_size) || !is_pow2(out->ep_ring_size) ||
 	    out->batch_size > RL_BATCH_MAX || out->vni > 0xffffff ||
 	    out->sport_min > out->sport_max || out->overlay_mtu < 576 ||
@@ -108,6 +133,7 @@ static void sock_init_rings(struct rl_sock *s)
 		     s->x_comp.flags, s->x_comp.size, 0);
 }
 
+/* Whether the socket @fd was bound in zero-copy mode (false if unknown). */
 static bool sock_is_zero_copy(int fd)
 {
 	struct xdp_options o = { 0 };
@@ -140,6 +166,7 @@ static int sock_open(struct rl_core *c, struct rl_sock *s, const char *ifname,
 	return 0;
 }
 
+/* Put @s in its XSKMAP slot: from now on XDP may redirect to it. 0 or -errno. */
 static int xskmap_publish(struct rl_core *c, struct rl_sock *s)
 {
 	__u32 key = s->slot;
@@ -151,6 +178,7 @@ static int xskmap_publish(struct rl_core *c, struct rl_sock *s)
 	return 0;
 }
 
+/* Empty @s's XSKMAP slot if it was published: XDP passes to the kernel. */
 static void xskmap_withdraw(struct rl_core *c, struct rl_sock *s)
 {
 	__u32 key = s->slot;
@@ -160,6 +188,7 @@ static void xskmap_withdraw(struct rl_core *c, struct rl_sock *s)
 	s->in_xskmap = false;
 }
 
+/* Ask the kernel to busy-poll socket @fd (best effort). */
 static void busy_poll_setup(int fd)
 {
 	int on = 1, usecs = RL_BUSY_POLL_USECS, budget = RL_DEFAULT_BATCH;
@@ -242,9 +271,18 @@ int rl_core__create(const struct rl_core_opts *opts, struct rl_core **out)
 	err = rl_fwd_init(&c->fwd, RL_MAX_REMOTE_CIDRS, RL_MAX_ENDPOINTS);
 	if (err)
 		goto err_pool;
-	err = umem_map(c);
+	/* one spare peer: a route moved to a new node holds both for a moment */
+	err = rl_probe_table_init(&c->probes, RL_PROBE_MAX_PEERS + 1,
+				  c->opts.probe_interval_ms == RL_PROBE_OFF ?
+				  RL_PROBE_DEFAULT_INTERVAL_MS : c->opts.probe_interval_ms,
+				  probe_nonce());
 	if (err)
 		goto err_fwd;
+	if (c->opts.probe_interval_ms != RL_PROBE_OFF)
+		c->probe_interval_ns = (__u64)c->opts.probe_interval_ms * 1000000;
+	err = umem_map(c);
+	if (err)
+		goto err_probes;
 	ucfg.fill_size = c->opts.ring_size;
 	ucfg.comp_size = c->opts.ring_size;
 	ucfg.frame_size = RL_FRAME_SIZE;
@@ -287,6 +325,8 @@ err_umem:
 	xsk_umem__delete(c->umem);
 err_unmap:
 	munmap(c->umem_area, c->umem_size);
+err_probes:
+	rl_probe_table_fini(&c->probes);
 err_fwd:
 	rl_fwd_fini(&c->fwd);
 err_pool:
@@ -369,6 +409,7 @@ void rl_core__destroy(struct rl_core *c)
 	xsk_socket__delete(c->underlay.xsk);
 	xsk_umem__delete(c->umem);
 	munmap(c->umem_area, c->umem_size);
+	rl_probe_table_fini(&c->probes);
 	rl_fwd_fini(&c->fwd);
 	rl_pool__destroy(c->pool);
 	close(c->wake_fd);
@@ -492,6 +533,15 @@ int rl_core__endpoint_stats(struct rl_core *c, __u32 slot, struct rl_sock_stats 
 	struct rl_cmd cmd = { .type = RL_CMD_EP_STATS, .u32 = slot, .arg = out };
 
 	if (slot >= RL_MAX_ENDPOINTS)
+		return -EINVAL;
+	return core_cmd_locked(c, &cmd);
+}
+
+int rl_core__link_stats(struct rl_core *c, struct rl_link_stat *out, __u32 max)
+{
+	struct rl_cmd cmd = { .type = RL_CMD_LINK_STATS, .arg = out, .u32 = max };
+
+	if (!out && max)
 		return -EINVAL;
 	return core_cmd_locked(c, &cmd);
 }

@@ -25,6 +25,27 @@
 #define RL_CMD_TIMEOUT_MS 2000
 #define RL_BATCH_MAX 256
 
+/*
+ * Link probes (probe.h has the frame and the arithmetic). Every
+ * probe_interval_ms the worker sends one request through the overlay to
+ * every node its routes lead to, and answers the requests of the others.
+ * A request is decided RL_PROBE_DEADLINE_INTERVALS intervals, and at least
+ * RL_PROBE_DEADLINE_MIN_MS, after it was sent, counted in requests sent to
+ * that node: answered in time or lost. Loss is over the last
+ * RL_PROBE_WINDOW decided requests. One peer per distinct route node, so
+ * the route table's bound is the peers' bound: no routed node goes unprobed.
+ * A core whose probes are off still answers, so that its peers do not take
+ * a configuration difference for a broken link.
+ */
+#define RL_PROBE_DEFAULT_INTERVAL_MS 1000
+#define RL_PROBE_INTERVAL_MIN_MS 10
+#define RL_PROBE_INTERVAL_MAX_MS 60000
+#define RL_PROBE_OFF 0xffffffff		/* probe_interval_ms: send none (still answer) */
+#define RL_PROBE_DEADLINE_INTERVALS 3
+#define RL_PROBE_DEADLINE_MIN_MS 1000
+#define RL_PROBE_WINDOW 64
+#define RL_PROBE_MAX_PEERS 16384	/* = RL_MAX_REMOTE_CIDRS */
+
 struct rl_core;
 
 struct rl_core_opts {
@@ -47,6 +68,8 @@ struct rl_core_opts {
 	int busy_poll;			/* 1: never sleep; 0: sleep in poll() when idle */
 	int hugepages;			/* 1: try MAP_HUGETLB first */
 	int cpu;			/* worker CPU, -1: any */
+	__u32 probe_interval_ms;	/* 0: RL_PROBE_DEFAULT_INTERVAL_MS; RL_PROBE_OFF;
+					 * else RL_PROBE_INTERVAL_MIN_MS..MAX_MS */
 };
 
 struct rl_endpoint_opts {
@@ -98,6 +121,19 @@ struct rl_sock_stats {
 	__u32 frames_owned;		/* in its fill and tx rings */
 };
 
+/* The link probes of a core, all peers together. Probe frames are counted
+ * here only, never in rl_counters (not pod packets, not drops). */
+struct rl_probe_counters {
+	__u64 probes_sent;		/* requests put on the underlay tx ring */
+	__u64 probe_replies;		/* replies to our requests, in time or late */
+	__u64 probe_requests_answered;	/* other nodes' requests answered */
+	__u64 probe_late;		/* replies past their deadline, or repeated */
+	__u64 probe_bad;		/* malformed, other version, not ours: dropped */
+	__u64 probe_tx_failed;		/* request or answer not sent: no frame, tx ring full */
+	__u32 probe_peers;		/* nodes probed */
+	__u32 probe_interval_ms;	/* RL_PROBE_OFF: probes off */
+};
+
 struct rl_core_stats {
 	struct rl_counters worker;	/* everything this core's worker did */
 	struct rl_sock_stats underlay;
@@ -111,6 +147,26 @@ struct rl_core_stats {
 	__u32 running;
 	__u64 loops;
 	__u64 sleeps;			/* times the worker slept in poll() */
+	struct rl_probe_counters probe;
+};
+
+/* One peer node's link as this core's probes see it. Times are ns; RTT
+ * fields are meaningful once received > 0. */
+struct rl_link_stat {
+	__be32 node_ip;			/* the peer's underlay IPv4 */
+	__u32 window;			/* decided requests in the loss window, <= RL_PROBE_WINDOW */
+	__u64 sent;			/* requests sent */
+	__u64 received;			/* replies before their deadline */
+	__u64 lost;			/* requests decided without a reply in time */
+	__u64 late;			/* replies after their deadline (already lost), or repeated */
+	__u64 rtt_last_ns;
+	__u64 rtt_min_ns;
+	__u64 rtt_max_ns;
+	__u64 rtt_avg_ns;		/* EWMA, gain 1/8 (as TCP's SRTT) */
+	__u64 jitter_ns;		/* mean |RTT - previous RTT|, gain 1/16 (RFC 3550 6.4.1) */
+	__u64 last_reply_ns;		/* CLOCK_MONOTONIC of the last reply in time; 0: none */
+	__u32 lost_window;		/* lost among the window's requests */
+	__u32 loss_window_ppm;		/* lost_window per million of window; 0 if window is 0 */
 };
 
 /* Create the UMEM, the pool, the underlay socket (zero-copy if the driver
@@ -145,9 +201,20 @@ int rl_core__stats(struct rl_core *c, struct rl_core_stats *out);
 
 /* One endpoint's snapshot. -ENOENT. */
 int rl_core__endpoint_stats(struct rl_core *c, __u32 slot, struct rl_sock_stats *out);
+
+/* Copy the link stats of up to @max peers into @out, taken by the worker
+ * between two batches (one consistent instant for all). Returns the number
+ * of peers, which may exceed @max (then only @max were copied: call again
+ * with room for all), or -EINVAL. */
+int rl_core__link_stats(struct rl_core *c, struct rl_link_stat *out, __u32 max);
 /* cffi:end */
 
 _Static_assert(sizeof(((struct rl_counters *)0)->drops) / sizeof(__u64) == RL_DROP_MAX,
 	       "rl_counters.drops must have one slot per enum rl_drop_reason");
+
+_Static_assert(sizeof(struct rl_link_stat) == 96, "rl_link_stat");
+_Static_assert(sizeof(struct rl_probe_counters) == 56, "rl_probe_counters");
+_Static_assert(RL_PROBE_MAX_PEERS == RL_MAX_REMOTE_CIDRS,
+	       "one peer per route at most: the peer bound is the route bound");
 
 #endif /* RL_RINGCORE_H */

@@ -7,6 +7,8 @@
  *   pod veth rx --(parse, route, csum, TTL, encap in headroom)--> underlay tx
  *   underlay rx --(parse VXLAN, find endpoint, strip, MACs)-----> pod veth tx
  *   every completion ring --> frame pool --> every fill ring
+ *   link probes: requests every interval --> underlay tx; underlay rx -->
+ *     requests answered in place --> underlay tx, replies timed and freed
  *
  * Bounded work per loop: at most batch_size packets (plus the rest of a
  * descriptor chain) per rx ring. When a number of loops in a row find
@@ -17,6 +19,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -34,12 +37,29 @@
  * refills even if no packet wakes us, long when nothing is in flight. */
 #define RL_POLL_MS_INFLIGHT 10
 #define RL_POLL_MS_IDLE 1000
+/* Probe requests per loop at most: a round to many peers is spread over
+ * loops instead of filling the tx ring at once. */
+#define RL_PROBE_BURST 32
+/* While packets flow, look at the clock for probes one loop in this many. */
+#define RL_PROBE_CLOCK_EVERY 16
 
+/* The bytes of UMEM address @addr. */
 static inline __u8 *frame_data(const struct rl_core *c, __u64 addr)
 {
 	return (__u8 *)c->umem_area + addr;
 }
 
+/* CLOCK_MONOTONIC in ns: what probes are timed with (vDSO, no syscall). */
+static __u64 mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__u64)ts.tv_sec * 1000000000ULL + (__u64)ts.tv_nsec;
+}
+
+/* Count a drop of reason @reason (RL_DROP_TRUNCATED if out of range) on
+ * the worker and on @s. */
 static void count_drop(struct rl_core *c, struct rl_sock *s, int reason)
 {
 	if (reason <= 0 || reason >= RL_DROP_MAX)
@@ -57,8 +77,9 @@ static void free_chain(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 n)
 		rl_pool_free(c->pool, rl_ring_desc(&s->rx, idx + i)->addr);
 }
 
-/* Put one frame on @s's tx ring; it is published at the end of the loop. */
-static int tx_enqueue(struct rl_core *c, struct rl_sock *s, __u64 addr, __u32 len)
+/* Put one frame on @s's tx ring, counted nowhere; it is published at the
+ * end of the loop. 0 or -RL_DROP_TX_RING_FULL. */
+static int tx_put(struct rl_core *c, struct rl_sock *s, __u64 addr, __u32 len)
 {
 	struct xdp_desc *d;
 	__u32 idx;
@@ -73,6 +94,16 @@ static int tx_enqueue(struct rl_core *c, struct rl_sock *s, __u64 addr, __u32 le
 	s->tx_unsent++;
 	s->tx_inflight++;
 	c->tx_outstanding++;
+	return 0;
+}
+
+/* tx_put() a packet, counted as one sent on @s and by the worker. */
+static int tx_enqueue(struct rl_core *c, struct rl_sock *s, __u64 addr, __u32 len)
+{
+	int err = tx_put(c, s, addr, len);
+
+	if (err)
+		return err;
 	RL_CNT_ADD(s->cnt.tx_packets, 1);
 	RL_CNT_ADD(s->cnt.tx_bytes, len);
 	RL_CNT_ADD(c->cnt.tx_packets, 1);
@@ -193,8 +224,9 @@ static void encap_tso(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k,
 	}
 }
 
-/* One packet from a pod (@k descriptors at rx index @idx): to the underlay. */
-static void from_pod(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k)
+/* One packet from a pod (@k descriptors at rx index @idx): to the underlay.
+ * Always a packet of the pods' (true). */
+static bool from_pod(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k)
 {
 	const struct xdp_desc *d = rl_ring_desc(&s->rx, idx);
 	const struct rl_route *route;
@@ -220,7 +252,7 @@ static void from_pod(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k)
 		 * the kernel by from_pod */
 		encap_tso(c, s, idx, k, route, hash);
 		free_chain(c, s, idx, k);
-		return;
+		return true;
 	}
 	len = RL_ETH_HLEN + info.ip_tot_len;	/* drops Ethernet padding */
 	err = rl_l4_csum_fill(data, len, &info);
@@ -244,14 +276,59 @@ static void from_pod(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k)
 		goto drop;
 	RL_CNT_ADD(c->cnt.encap, 1);
 	RL_CNT_ADD(s->cnt.encap, 1);
-	return;
+	return true;
 drop:
 	count_drop(c, s, -err);
 	free_chain(c, s, idx, k);
+	return true;
 }
 
-/* One packet from the wire: to the pod it is for. */
-static void from_wire(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k)
+/* A probe from the underlay socket @s (one descriptor at rx index @idx,
+ * parsed into @vi): a request is answered in its own frame, a reply timed;
+ * counted in c->pcnt only. */
+static void probe_rx(struct rl_core *c, struct rl_sock *s, __u32 idx,
+		     const struct rl_vxlan_info *vi)
+{
+	const struct xdp_desc *d = rl_ring_desc(&s->rx, idx);
+	const struct rl_probe_peer *peer;
+	__u8 *data = frame_data(c, d->addr);
+	struct rl_probe_msg m;
+	int ret;
+
+	if (rl_probe_parse(data, vi, &m))
+		goto bad;
+	if (m.type == RL_PROBE_REPLY) {
+		ret = rl_probe_reply_in(&c->probes, &m, mono_ns());
+		if (ret < 0)
+			goto bad;
+		RL_CNT_ADD(c->pcnt.probe_replies, 1);
+		if (ret == RL_PROBE_LATE)
+			RL_CNT_ADD(c->pcnt.probe_late, 1);
+		free_chain(c, s, idx, 1);
+		return;
+	}
+	/* back the way pod traffic to that node goes, if we route to it */
+	peer = rl_probe_peer_find(&c->probes, vi->outer_saddr);
+	ret = rl_probe_answer(data, vi, c->opts.underlay_mac,
+			      peer ? peer->encap.outer_dst_mac : NULL,
+			      c->opts.sport_min, c->opts.sport_max);
+	if (ret < 0)
+		goto bad;
+	if (tx_put(c, &c->underlay, d->addr, (__u32)ret)) {
+		RL_CNT_ADD(c->pcnt.probe_tx_failed, 1);
+		free_chain(c, s, idx, 1);
+		return;
+	}
+	RL_CNT_ADD(c->pcnt.probe_requests_answered, 1);
+	return;
+bad:
+	RL_CNT_ADD(c->pcnt.probe_bad, 1);
+	free_chain(c, s, idx, 1);
+}
+
+/* One packet from the wire: to the pod it is for. Returns false for a link
+ * probe (not a pod packet, counted apart), true otherwise. */
+static bool from_wire(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k)
 {
 	const struct xdp_desc *d = rl_ring_desc(&s->rx, idx);
 	struct rl_vxlan_info vi;
@@ -267,6 +344,10 @@ static void from_wire(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k)
 	err = rl_parse_vxlan(data, d->len, c->opts.vni, c->opts.vxlan_port, &vi);
 	if (err)
 		goto drop;
+	if (rl_probe_match(data, &vi)) {
+		probe_rx(c, s, idx, &vi);
+		return false;
+	}
 	inner = data + vi.inner_off;
 	err = rl_parse_inner(inner, vi.inner_len, false, &info);
 	if (err)
@@ -282,10 +363,69 @@ static void from_wire(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k)
 		goto drop;
 	RL_CNT_ADD(c->cnt.decap, 1);
 	RL_CNT_ADD(ep->cnt.decap, 1);
-	return;
+	return true;
 drop:
 	count_drop(c, s, -err);
 	free_chain(c, s, idx, k);
+	return true;
+}
+
+/* Send one request to @p, timestamped @now_ns. A request that cannot go
+ * (no free frame, tx ring full) is not sent at all: counted in
+ * probe_tx_failed, never as lost. */
+static void probe_send(struct rl_core *c, struct rl_probe_peer *p, __u64 now_ns)
+{
+	struct rl_probe_msg m;
+	__u64 f;
+
+	f = rl_pool_alloc(c->pool, RL_OWNER_WORKER);
+	if (f == RL_POOL_EMPTY) {
+		RL_CNT_ADD(c->pcnt.probe_tx_failed, 1);
+		return;
+	}
+	rl_probe_request(&c->probes, p, now_ns, &m);
+	rl_probe_build(frame_data(c, f + RL_TX_HEADROOM), &p->encap, p->hash, &m);
+	if (tx_put(c, &c->underlay, f + RL_TX_HEADROOM, RL_PROBE_FRAME_LEN)) {
+		rl_pool_free(c->pool, f);
+		RL_CNT_ADD(c->pcnt.probe_tx_failed, 1);
+		return;
+	}
+	rl_probe_sent(&c->probes, p);
+	RL_CNT_ADD(c->pcnt.probes_sent, 1);
+}
+
+/* Probe requests due now. A round, one request to every peer, starts every
+ * probe interval and sends at most RL_PROBE_BURST per loop; a worker more
+ * than an interval late starts the next round one interval from now rather
+ * than catching up in a burst. Returns the requests sent. */
+static __u32 probe_tick(struct rl_core *c)
+{
+	struct rl_probe_table *t = &c->probes;
+	__u32 sent = 0;
+	__u64 now;
+
+	if (!c->probe_interval_ns || !t->n)
+		return 0;
+	now = mono_ns();
+	if (!c->probe_in_round) {
+		if (now < c->probe_next_ns)
+			return 0;
+		c->probe_in_round = true;
+		c->probe_cursor = 0;
+		if (now - c->probe_next_ns < c->probe_interval_ns)
+			c->probe_next_ns += c->probe_interval_ns;
+		else
+			c->probe_next_ns = now + c->probe_interval_ns;
+	}
+	/* a peer forgotten mid-round moves the last one into its place: at
+	 * worst one peer waits for the next round */
+	while (c->probe_cursor < t->n && sent < RL_PROBE_BURST) {
+		probe_send(c, t->peers[c->probe_cursor++], now);
+		sent++;
+	}
+	if (c->probe_cursor >= t->n)
+		c->probe_in_round = false;
+	return sent;
 }
 
 /* Descriptors in the packet starting at rx index @idx, looking at no more
@@ -301,13 +441,16 @@ static __u32 chain_len(struct rl_sock *s, __u32 idx, __u32 avail)
 	return 0;
 }
 
-typedef void (*rl_rx_fn)(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k);
+/* Handle the packet of @k descriptors at rx index @idx of @s; false if it
+ * was no packet of the pods' (a probe), so rx_batch() does not count it. */
+typedef bool (*rl_rx_fn)(struct rl_core *c, struct rl_sock *s, __u32 idx, __u32 k);
 
 /* Up to a batch of packets from @s's rx ring through @fn. Returns the number
  * of descriptors consumed. */
 static __u32 rx_batch(struct rl_core *c, struct rl_sock *s, rl_rx_fn fn)
 {
 	__u32 n, idx, i = 0, k, j, bytes;
+	bool pod_packet;
 
 	n = rl_ring_cons_peek(&s->rx, c->opts.batch_size + RL_MAX_FRAGS, &idx);
 	if (!n)
@@ -334,15 +477,18 @@ static __u32 rx_batch(struct rl_core *c, struct rl_sock *s, rl_rx_fn fn)
 		bytes = 0;
 		for (j = 0; j < k; j++)
 			bytes += rl_ring_desc(&s->rx, idx + i + j)->len;
-		RL_CNT_ADD(s->cnt.rx_packets, 1);
-		RL_CNT_ADD(s->cnt.rx_bytes, bytes);
-		RL_CNT_ADD(c->cnt.rx_packets, 1);
-		RL_CNT_ADD(c->cnt.rx_bytes, bytes);
 		if (k > RL_MAX_FRAGS) {
 			count_drop(c, s, RL_DROP_BAD_CHAIN);
 			free_chain(c, s, idx + i, k);
+			pod_packet = true;
 		} else {
-			fn(c, s, idx + i, k);
+			pod_packet = fn(c, s, idx + i, k);
+		}
+		if (pod_packet) {
+			RL_CNT_ADD(s->cnt.rx_packets, 1);
+			RL_CNT_ADD(s->cnt.rx_bytes, bytes);
+			RL_CNT_ADD(c->cnt.rx_packets, 1);
+			RL_CNT_ADD(c->cnt.rx_bytes, bytes);
 		}
 		i += k;
 	}
@@ -352,6 +498,20 @@ static __u32 rx_batch(struct rl_core *c, struct rl_sock *s, rl_rx_fn fn)
 	rl_ring_cons_unpeek(&s->rx, n - i);
 	rl_ring_cons_release(&s->rx);
 	return i;
+}
+
+/* Milliseconds poll() may sleep: short while frames are in flight (the
+ * pool refills from completions), never past the next probe round. */
+static int sleep_ms(struct rl_core *c)
+{
+	int ms = c->tx_outstanding ? RL_POLL_MS_INFLIGHT : RL_POLL_MS_IDLE;
+	__u64 now, wait;
+
+	if (!c->probe_interval_ns || !c->probes.n)
+		return ms;
+	now = mono_ns();
+	wait = c->probe_next_ns > now ? (c->probe_next_ns - now + 999999) / 1000000 : 0;
+	return wait < (__u64)ms ? (int)wait : ms;
 }
 
 /* Sleep until a socket has something, a command arrives, or the timeout. */
@@ -365,7 +525,7 @@ static void worker_sleep(struct rl_core *c)
 	for (i = 0; i < c->n_active; i++)
 		c->pfds[n++] = (struct pollfd){ .fd = c->active[i]->fd, .events = POLLIN };
 	c->sleeps++;
-	poll(c->pfds, n, c->tx_outstanding ? RL_POLL_MS_INFLIGHT : RL_POLL_MS_IDLE);
+	poll(c->pfds, n, sleep_ms(c));
 	if (c->pfds[0].revents & POLLIN) {
 		if (read(c->wake_fd, &v, sizeof(v)) < 0) {
 			/* EAGAIN: another reader got it first; nothing to do */
@@ -373,6 +533,7 @@ static void worker_sleep(struct rl_core *c)
 	}
 }
 
+/* @s's counters, the kernel's XDP_STATISTICS and the frames it holds. */
 static void sock_stats(struct rl_core *c, struct rl_sock *s, struct rl_sock_stats *out)
 {
 	out->counters = s->cnt;
@@ -381,6 +542,7 @@ static void sock_stats(struct rl_core *c, struct rl_sock *s, struct rl_sock_stat
 	out->frames_owned = rl_pool_count_owner(c->pool, s->owner);
 }
 
+/* The served endpoint in @slot and its index in active[] (@pos), or NULL. */
 static struct rl_sock *active_find(struct rl_core *c, __u32 slot, __u32 *pos)
 {
 	__u32 i;
@@ -412,10 +574,59 @@ static void encap_params(const struct rl_core *c, const struct rl_remote_opts *r
 	p->ttl = 64;
 }
 
+/* First sequence number for a new peer: milliseconds since boot. Requests
+ * go out at most one per RL_PROBE_INTERVAL_MIN_MS, slower than this clock,
+ * so a node forgotten and probed again starts past the requests of its
+ * previous life, whose stray replies are then late, not taken for new ones. */
+static __u32 probe_first_seq(void)
+{
+	return (__u32)(mono_ns() / 1000000);
+}
+
+/* Insert or replace the route of @r and count it towards its node's
+ * probes. 0, or -errno of the route table or the probe table (then nothing
+ * changed). */
+static int route_set(struct rl_core *c, const struct rl_remote_opts *r)
+{
+	const struct rl_route *old = rl_fwd_route_get(&c->fwd, r->cidr, r->prefixlen);
+	__be32 old_node = old ? old->encap.outer_daddr : 0;
+	bool replaced = old != NULL;
+	struct rl_encap_params p;
+	int err;
+
+	encap_params(c, r, &p);
+	err = rl_probe_peer_ref(&c->probes, &p, probe_first_seq());
+	if (err)
+		return err;
+	err = rl_fwd_route_set(&c->fwd, r->cidr, r->prefixlen, &p);
+	if (err) {
+		rl_probe_peer_unref(&c->probes, p.outer_daddr);
+		return err;
+	}
+	if (replaced)
+		rl_probe_peer_unref(&c->probes, old_node);
+	return 0;
+}
+
+/* Remove the route @cidr/@plen; its node is forgotten by the probes with
+ * its last route. 0 or -ENOENT. */
+static int route_del(struct rl_core *c, __be32 cidr, __u8 plen)
+{
+	const struct rl_route *old = rl_fwd_route_get(&c->fwd, cidr, plen);
+	__be32 node = old ? old->encap.outer_daddr : 0;
+	int err;
+
+	err = rl_fwd_route_del(&c->fwd, cidr, plen);
+	if (!err)
+		rl_probe_peer_unref(&c->probes, node);
+	return err;
+}
+
 void rl_worker_run_cmd(struct rl_core *c, struct rl_cmd *cmd)
 {
-	struct rl_encap_params p;
+	const struct rl_remote_opts *r;
 	struct rl_core_stats *st;
+	struct rl_link_stat *ls;
 	struct rl_sock *s;
 	__u32 pos;
 
@@ -449,13 +660,11 @@ void rl_worker_run_cmd(struct rl_core *c, struct rl_cmd *cmd)
 		rl_pool_reclaim(c->pool, (__u16)cmd->u32);
 		break;
 	case RL_CMD_SET_ROUTE:
-		encap_params(c, cmd->arg, &p);
-		cmd->result = rl_fwd_route_set(&c->fwd, ((struct rl_remote_opts *)cmd->arg)->cidr,
-					       ((struct rl_remote_opts *)cmd->arg)->prefixlen, &p);
+		cmd->result = route_set(c, cmd->arg);
 		break;
 	case RL_CMD_DEL_ROUTE:
-		cmd->result = rl_fwd_route_del(&c->fwd, ((struct rl_remote_opts *)cmd->arg)->cidr,
-					       ((struct rl_remote_opts *)cmd->arg)->prefixlen);
+		r = cmd->arg;
+		cmd->result = route_del(c, r->cidr, r->prefixlen);
 		break;
 	case RL_CMD_STATS:
 		st = cmd->arg;
@@ -476,6 +685,15 @@ void rl_worker_run_cmd(struct rl_core *c, struct rl_cmd *cmd)
 		st->running = c->started;
 		st->loops = c->loops;
 		st->sleeps = c->sleeps;
+		st->probe = c->pcnt;
+		st->probe.probe_peers = c->probes.n;
+		st->probe.probe_interval_ms = c->opts.probe_interval_ms;
+		break;
+	case RL_CMD_LINK_STATS:
+		ls = cmd->arg;
+		for (pos = 0; pos < c->probes.n && pos < cmd->u32; pos++)
+			ls[pos] = c->probes.peers[pos]->st;
+		cmd->result = (int)c->probes.n;
 		break;
 	case RL_CMD_EP_STATS:
 		s = active_find(c, cmd->u32, &pos);
@@ -526,6 +744,8 @@ void *rl_worker_main(void *arg)
 		work = rx_batch(c, &c->underlay, from_wire);
 		for (i = 0; i < c->n_active; i++)
 			work += rx_batch(c, c->active[i], from_pod);
+		if (!work || !(c->loops % RL_PROBE_CLOCK_EVERY))
+			work += probe_tick(c);
 		tx_flush(c, &c->underlay);
 		drain_comp(c, &c->underlay);
 		for (i = 0; i < c->n_active; i++) {
