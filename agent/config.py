@@ -40,6 +40,7 @@ class AgentConfig:
     pin_dir: Path = Path("/sys/fs/bpf/ringlane")
     run_dir: Path = Path("/run/ringlane")
     cni_state_dir: Path = Path("/var/lib/ringlane/cni")  # the plugin's stateDir (DEL queue)
+    state_dir: Path = Path("/var/lib/ringlane")  # what outlives a reboot: the API's policies
     log_format: str = "auto"  # auto: JSON unless stderr is a terminal
     # Overlay hardening (docs/threat-model.md). Only the nodes' underlay IPs may send VXLAN;
     # extraVteps adds other senders (a VTEP gateway, a node outside the node list). A list in
@@ -91,8 +92,9 @@ class AgentConfig:
             raise ConfigError(f"vxlanDevice: {self.vxlan_device!r} is not an interface name")
         if self.underlay_interface and not re.fullmatch(r"[^/\s]{1,15}", self.underlay_interface):
             raise ConfigError(f"underlayInterface: {self.underlay_interface!r} is not valid")
-        if not all(p.is_absolute() for p in (self.pin_dir, self.run_dir, self.cni_state_dir)):
-            raise ConfigError("pinDir, runDir and cniStateDir must be absolute paths")
+        if not all(p.is_absolute() for p in (self.pin_dir, self.run_dir, self.cni_state_dir,
+                                             self.state_dir)):
+            raise ConfigError("pinDir, runDir, cniStateDir and stateDir must be absolute paths")
         if not 0 <= self.flow_sample_every <= 1 << 20:
             raise ConfigError(f"flowSampleEvery: {self.flow_sample_every} is not in 0..1048576")
         if self.probe_interval_ms and not 10 <= self.probe_interval_ms <= 60000:

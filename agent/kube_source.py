@@ -1,13 +1,23 @@
 """Desired state from the Kubernetes API: remote nodes from Nodes, endpoints from this node's
-Pods (adopted by IP: pods that existed before the agent keep running and get accelerated)."""
+Pods (adopted by IP: pods that existed before the agent keep running and get accelerated),
+and what policy needs: every pod and namespace, and the NetworkPolicies."""
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+import dataclasses
+import threading
+from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv4Network
+
+import structlog
 
 from agent.datapath.node import Endpoint, RemoteNode
 from agent.k8s.cluster import ClusterState
 from agent.netlink import links
+from agent.policy import netpol
+from agent.policy.model import Inventory, Policy
+
+log = structlog.get_logger(__name__)
 
 _FINISHED = ("Succeeded", "Failed")
 
@@ -33,3 +43,37 @@ def pod_endpoints(cluster: ClusterState, pod_cidr: IPv4Network) -> list[Endpoint
             out.append(Endpoint(name=f"{pod.namespace}/{pod.name}", ip=pod.pod_ip,
                                 host_ifname=veth))
     return out
+
+
+def policy_inventory(cluster: ClusterState, endpoints: Iterable[Endpoint],
+                     node_addresses: frozenset[IPv4Address]) -> Inventory:
+    """Every pod and namespace, with this node's endpoints' addresses filled in from the CNI:
+    a pod is subject to policy from its ADD on, before the API shows its IP."""
+    local = {e.name: e.ip for e in endpoints}
+    pods = []
+    for p in cluster.all_pods():
+        ip = local.get(f"{p.namespace}/{p.name}")
+        pods.append(dataclasses.replace(p, ip=ip) if ip is not None and p.ip != ip else p)
+    return Inventory(tuple(pods), cluster.namespaces(), node_addresses)
+
+
+class KubePolicies:
+    """The NetworkPolicies as Policies, translated once per change of the cluster (and their
+    warnings and errors logged once)."""
+
+    def __init__(self, cluster: ClusterState) -> None:
+        self._cluster = cluster
+        self._lock = threading.Lock()
+        self._generation = -1
+        self._policies: list[Policy] = []
+
+    def __call__(self) -> list[Policy]:
+        with self._lock:
+            gen = self._cluster.generation
+            if gen != self._generation:
+                policies, messages = netpol.translate_all(self._cluster.policies())
+                if [p.key for p in policies] != [p.key for p in self._policies] or messages:
+                    for m in messages:
+                        log.warning("netpol.translation", message=m)
+                self._policies, self._generation = policies, gen
+            return list(self._policies)

@@ -17,6 +17,7 @@ from agent import config as configmod
 from agent import logs, static_config
 from agent.datapath.node import NodeDatapath, cleanup_node
 from agent.errors import ConfigError, RinglaneError
+from agent.netlink import links
 from agent.node_agent import NodeAgent
 
 log = structlog.get_logger("ringlane.agent")
@@ -73,9 +74,12 @@ def run(argv: list[str]) -> int:
 
 
 def serve_static(cfg: configmod.AgentConfig, cluster: static_config.StaticCluster) -> int:
+    from agent.node_agent import static_inventory
+
     dp = NodeDatapath(cfg, pod_cidr=cluster.this_node.pod_cidr)
     remotes = {n.name: n for n in cluster.remote_nodes}
-    return NodeAgent(cfg, dp, lambda: remotes, lambda: cluster.endpoints).run()
+    return NodeAgent(cfg, dp, lambda: remotes, lambda: cluster.endpoints,
+                     inventory=static_inventory(cluster.pods)).run()
 
 
 def serve_kubernetes(cfg: configmod.AgentConfig, kubeconfig: Path | None) -> int:
@@ -88,7 +92,7 @@ def serve_kubernetes(cfg: configmod.AgentConfig, kubeconfig: Path | None) -> int
     if not cfg.node_name:
         raise ConfigError("nodeName is empty: set it (the DaemonSet passes spec.nodeName as "
                           "RINGLANE_NODE_NAME)")
-    cluster = ClusterState()
+    cluster = ClusterState(watch_policies=True)  # every pod and namespace, for selectors
     cluster.start(kube_client(kubeconfig), cfg.node_name)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -107,8 +111,12 @@ def serve_kubernetes(cfg: configmod.AgentConfig, kubeconfig: Path | None) -> int
             waited += 1
         pod_cidr = me.pod_cidr
         dp = NodeDatapath(cfg, pod_cidr=pod_cidr)
-        agent = NodeAgent(cfg, dp, lambda: kube_source.remote_nodes(cluster, cfg.node_name),
-                          lambda: kube_source.pod_endpoints(cluster, pod_cidr))
+        agent = NodeAgent(
+            cfg, dp, lambda: kube_source.remote_nodes(cluster, cfg.node_name),
+            lambda: kube_source.pod_endpoints(cluster, pod_cidr),
+            inventory=lambda eps: kube_source.policy_inventory(
+                cluster, eps, links.node_ipv4_addresses()),
+            kube_policies=kube_source.KubePolicies(cluster) if cfg.network_policy else tuple)
 
         if agent.health is not None:
             agent.health.registry.register(WatchCollector(cluster.stats))

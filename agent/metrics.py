@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agent.api.backend import Backend
 from agent.datapath.node import NodeDatapath
 
 
@@ -75,6 +76,42 @@ class WatchCollector(Collector):
             for name, fam in fams.items():
                 fam.add_metric([kind], getattr(st, name))
         yield from fams.values()
+
+
+class TelemetryCollector(Collector):
+    """ringlane_endpoint_* per local pod and ringlane_link_* per overlay peer."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def collect(self) -> Iterable[Any]:
+        ep = CounterMetricFamily("ringlane_endpoint", "per-pod counters of the XDP programs",
+                                 labels=["ip", "counter"])
+        for ip, counters in self.backend.stats().endpoints.items():
+            for name, value in counters.items():
+                ep.add_metric([str(ip), name], value)
+        yield ep
+        links = self.backend.link_health()
+        fams = {
+            "rtt": GaugeMetricFamily("ringlane_link_rtt_seconds",
+                                     "overlay round trip to a node (smoothed)", labels=["peer"]),
+            "jitter": GaugeMetricFamily("ringlane_link_jitter_seconds",
+                                        "RFC 3550 interarrival jitter of the probes",
+                                        labels=["peer"]),
+            "loss": GaugeMetricFamily("ringlane_link_loss_ratio",
+                                      "probes unanswered over the recent window", labels=["peer"]),
+        }
+        sent = CounterMetricFamily("ringlane_link_probes_sent", "probes sent", labels=["peer"])
+        received = CounterMetricFamily("ringlane_link_probes_answered", "probe replies received",
+                                       labels=["peer"])
+        for link in links:
+            peer = link.peer_node or str(link.peer_ip)
+            fams["rtt"].add_metric([peer], link.rtt_avg_us / 1e6)
+            fams["jitter"].add_metric([peer], link.jitter_us / 1e6)
+            fams["loss"].add_metric([peer], link.loss_ratio)
+            sent.add_metric([peer], link.sent)
+            received.add_metric([peer], link.received)
+        yield from (*fams.values(), sent, received)
 
 
 class HealthServer:

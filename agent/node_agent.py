@@ -1,28 +1,37 @@
-"""The node agent: one data path, a reconciler thread, and the control socket.
+"""The node agent: one data path, a reconciler thread, the control socket (CNI) and the gRPC
+API (policy and telemetry).
 
-Desired state comes from a cluster source (a static file today) plus the endpoints the CNI
-plugin registers; the reconciler converges the data path to it. CNI requests are answered only
-once their endpoint is programmed (bounded), which is what lets the plugin tell kubelet that
-the pod is accelerated.
+Desired state comes from a cluster source (a static file or the Kubernetes API) plus the
+endpoints the CNI plugin registers, and the policies of the API and of Kubernetes; the
+reconciler converges the data path to it. CNI requests are answered only once their endpoint
+is programmed (bounded), which is what lets the plugin tell kubelet that the pod is
+accelerated.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 from typing import Any
 
 import structlog
 
+from agent.api import convert
+from agent.api.server import ApiServer, TcpListener
 from agent.cni import queue as cni_queue
 from agent.config import AgentConfig
 from agent.control import ControlServer
 from agent.datapath.node import Endpoint, NodeDatapath, RemoteNode
 from agent.errors import RinglaneError
-from agent.metrics import HealthServer
+from agent.flows import FlowHub
+from agent.metrics import HealthServer, TelemetryCollector
 from agent.netlink import links
+from agent.node_api import NodeBackend
+from agent.policy.compile import Compiled, PolicyLimitError
+from agent.policy.engine import PolicyEngine
+from agent.policy.model import Inventory, PodRef, Policy
 from agent.reconcile.reconciler import Desired, Reconciler
 from agent.reconcile.registry import Key, Registry
 
@@ -40,23 +49,44 @@ def _field(req: dict[str, Any], name: str) -> str:
     return value
 
 
+def static_inventory(pods: Sequence[PodRef]) -> Callable[[list[Endpoint]], Inventory]:
+    """Policy's view of a cluster without an API: the static config's `pods`."""
+    return lambda _endpoints: Inventory(tuple(pods), {}, links.node_ipv4_addresses())
+
+
 class NodeAgent:
-    """Owns the node's data path; `remotes` and `static_endpoints` say what the cluster wants."""
+    """Owns the node's data path; `remotes` and `static_endpoints` say what the cluster wants,
+    `inventory` what policy selectors pick from (given the endpoints of the moment) and
+    `kube_policies` the NetworkPolicies."""
 
     def __init__(self, cfg: AgentConfig, dp: NodeDatapath,
                  remotes: Callable[[], dict[str, RemoteNode]],
-                 static_endpoints: Callable[[], list[Endpoint]]) -> None:
+                 static_endpoints: Callable[[], list[Endpoint]], *,
+                 inventory: Callable[[list[Endpoint]], Inventory] | None = None,
+                 kube_policies: Callable[[], Sequence[Policy]] = tuple) -> None:
         self.cfg = cfg
         self.dp = dp
         self._remotes = remotes
         self._static = static_endpoints
+        self._inventory = inventory or static_inventory(())
         self.registry = Registry(cfg.run_dir / "endpoints.json")
+        self.engine = PolicyEngine(cfg.state_dir / "policies.pb",
+                                   (convert.dump_policies, convert.load_policies),
+                                   snapshot=self._policy_snapshot, kube_policies=kube_policies)
+        self.compiled = Compiled()
         self.reconciler = Reconciler(dp, self.desired)
         self.ready = threading.Event()
         self.stop_event = threading.Event()
+        self.flows = FlowHub(dp.flow_source)
+        backend = NodeBackend(self)
+        self.api = ApiServer(backend, unix_path=cfg.api_socket, tcp=TcpListener(
+            cfg.api_listen, cert=cfg.api_tls_cert, key=cfg.api_tls_key, ca=cfg.api_tls_ca)
+            if cfg.api_listen else None)
         self.health = HealthServer(
             cfg.health_port, dp, ready=self.ready.is_set,
             alive=lambda: not self.stop_event.is_set()) if cfg.health_port else None
+        if self.health is not None:
+            self.health.registry.register(TelemetryCollector(backend))
         self.server = ControlServer(cfg.run_dir / "agent.sock", {
             "status": self._status,
             "stats": lambda _req: {"core": dp.stats(), "xdp": dp.xdp_stats()},
@@ -66,18 +96,41 @@ class NodeAgent:
             "cni_gc": self._cni_gc,
         })
 
-    def desired(self) -> Desired:
+    def _endpoints(self) -> dict[IPv4Address, Endpoint]:
         eps = {e.ip: e for e in self._static()}
         eps.update({e.ip: e for e in self.registry.endpoints()})
-        return Desired(remotes=self._remotes(), endpoints=eps)
+        return eps
+
+    def inventory(self) -> Inventory:
+        return self._inventory(list(self._endpoints().values()))
+
+    def _policy_snapshot(self) -> tuple[Inventory, list[IPv4Address]]:
+        eps = self._endpoints()
+        return self._inventory(list(eps.values())), list(eps)
+
+    def desired(self) -> Desired:
+        eps = self._endpoints()
+        self.engine.refresh()
+        try:
+            self.compiled = self.engine.compile(self._inventory(list(eps.values())), eps)
+        except PolicyLimitError as exc:  # the last good policy stays in force
+            return Desired(remotes=self._remotes(), endpoints=eps, policy_error=str(exc))
+        return Desired(remotes=self._remotes(), endpoints=eps, policy=self.compiled.entries)
+
+    def status(self) -> dict[str, Any]:
+        return {"node": self.cfg.node_name, "ready": self.ready.is_set(),
+                "endpoints": {str(k): v for k, v in self.dp.endpoints().items()},
+                "remotes": sorted(self.dp.remotes()),
+                "policies": len(self.engine.policies()),
+                "policyRevision": self.engine.revision,
+                "policyEntries": len(self.compiled.entries),
+                "reconcile": {"passes": self.reconciler.passes,
+                              "failed": self.reconciler.last.failed}}
 
     # -- control socket handlers ----------------------------------------------------------
 
     def _status(self, _req: dict[str, Any]) -> dict[str, Any]:
-        return {"node": self.cfg.node_name, "ready": self.ready.is_set(),
-                "endpoints": {str(k): v for k, v in self.dp.endpoints().items()},
-                "reconcile": {"passes": self.reconciler.passes,
-                              "failed": self.reconciler.last.failed}}
+        return self.status()
 
     def _key(self, req: dict[str, Any]) -> Key:
         return (_field(req, "containerId"), _field(req, "ifName"))
@@ -151,6 +204,8 @@ class NodeAgent:
             if first.failed:
                 log.warning("agent.partially_programmed", failed=first.failed)
             loop.start()
+            self.flows.start()
+            self.api.start()
             self.ready.set()
             log.info("agent.ready", node=self.cfg.node_name,
                      endpoints=len(self.dp.endpoints()), remotes=len(self.dp.remotes()))
@@ -159,6 +214,8 @@ class NodeAgent:
             self.stop_event.set()
             self.reconciler.trigger()  # wake it from its resync wait
             self.server.close()
+            self.api.stop()
+            self.flows.stop()
             if self.health is not None:
                 self.health.close()
             if loop.is_alive():

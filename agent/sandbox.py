@@ -179,11 +179,15 @@ class Sandbox:
             "node": node.name,
             "agent": {"underlayInterface": "ul0", "pinDir": str(node.pin_dir),
                       "runDir": str(node.run_dir), "cniStateDir": str(node.run_dir / "cni"),
+                      "stateDir": str(node.run_dir / "state"),
                       "logFormat": "json"},
             "nodes": [{"name": n.name, "ip": str(n.ip), "podCIDR": str(n.pod_cidr)}
                       for n in self.nodes],
             "endpoints": [{"name": p.name, "ip": str(p.ip), "interface": p.host_ifname}
                           for p in node.pods] if self.static_endpoints else [],
+            # policy selectors: pods labelled with their name and node
+            "pods": [{"name": p.name, "ip": str(p.ip), "labels": {"pod": p.name, "node": n.name}}
+                     for n in self.nodes for p in n.pods],
         }
 
     def agent_cmd(self, node: Node, *extra: str) -> list[str]:

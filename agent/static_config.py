@@ -7,6 +7,11 @@
       - {name: node2, ip: 192.168.250.2, podCIDR: 10.244.2.0/24}
     endpoints:                      # pods on this node
       - {name: pod-a, ip: 10.244.1.2, interface: veth-a, mac: 0a:58:0a:f4:01:02}  # mac optional
+    pods:                           # optional: every node's pods, for policy selectors
+      - {namespace: default, name: pod-a, ip: 10.244.1.2, labels: {app: web}}
+
+Policy selectors pick among `pods` (matched to endpoints by IP); without it, policies can still
+name peers by CIDR, but select no pod as a subject.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import yaml
 
 from agent.datapath.node import Endpoint, RemoteNode
 from agent.errors import ConfigError
+from agent.policy.model import PodRef
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class StaticCluster:
     agent: dict[str, Any]
     nodes: list[RemoteNode]
     endpoints: list[Endpoint]
+    pods: list[PodRef]
 
     @property
     def this_node(self) -> RemoteNode:
@@ -57,7 +64,7 @@ def _parse(kind: type, raw: Any, where: str) -> Any:
 def parse(doc: Any, *, source: str = "static config") -> StaticCluster:
     if not isinstance(doc, dict):
         raise ConfigError(f"{source}: expected a mapping at the top")
-    unknown = set(doc) - {"node", "agent", "nodes", "endpoints"}
+    unknown = set(doc) - {"node", "agent", "nodes", "endpoints", "pods"}
     if unknown:
         raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
     nodes = []
@@ -86,7 +93,16 @@ def parse(doc: Any, *, source: str = "static config") -> StaticCluster:
     agent = doc.get("agent") or {}
     if not isinstance(agent, dict):
         raise ConfigError(f"{source}: agent: expected a mapping")
-    cluster = StaticCluster(str(_req(doc, "node", source)), agent, nodes, endpoints)
+    pods = []
+    for i, e in enumerate(doc.get("pods") or []):
+        where = f"{source}: pods[{i}]"
+        if not isinstance(e, dict) or not isinstance(e.get("labels") or {}, dict):
+            raise ConfigError(f"{where}: expected a mapping with a labels mapping")
+        pods.append(PodRef(
+            namespace=str(e.get("namespace", "default")), name=str(_req(e, "name", where)),
+            ip=_parse(IPv4Address, _req(e, "ip", where), where),
+            labels=frozenset((str(k), str(v)) for k, v in (e.get("labels") or {}).items())))
+    cluster = StaticCluster(str(_req(doc, "node", source)), agent, nodes, endpoints, pods)
     this = cluster.this_node
     for ep in endpoints:
         if ep.ip not in this.pod_cidr:

@@ -23,14 +23,17 @@ from pathlib import Path
 
 import structlog
 
+from agent.api.backend import FlowRecord
 from agent.config import AgentConfig
 from agent.errors import ConfigError, RinglaneError
 from agent.netlink import ethtool, links, neigh, vxlan
+from agent.policy.compile import PolicyEntry
 from agent.xdp import bpfobj
 from agent.xdp.bpfobj import XdpAttachment, XdpMode, XdpObject, lib
 from agent.xdp.cvalues import mac_bytes
 from agent.xdp.maps import PinnedMaps, VtepFlag, retire_stale_pins
-from agent.xdp.ringcore import CoreStats, RingCore
+from agent.xdp.policy_maps import FlowSampleReader, PolicyMaps
+from agent.xdp.ringcore import PROBES_OFF, CoreStats, LinkStat, RingCore
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +117,9 @@ class NodeDatapath:
         self._pod_obj: XdpObject | None = None
         self._wire_attach: XdpAttachment | None = None
         self._maps: PinnedMaps | None = None
+        self._policy: PolicyMaps | None = None
+        self._samples: _SampleSource | None = None
+        self.policy_entries: tuple[PolicyEntry, ...] | None = None  # None: not set since start
         self._core: RingCore | None = None
         self._vxlan_index = 0
         self._served: dict[IPv4Address, _Served] = {}
@@ -146,15 +152,19 @@ class NodeDatapath:
             "rl_cfg_tcp_mode": getattr(lib, f"RL_TCP_{cfg.tcp_mode.upper()}"),
             "rl_cfg_vxlan_port": cfg.vxlan_port,
             "rl_cfg_antispoof": int(cfg.pod_anti_spoofing),
+            "rl_cfg_flow_sample_every": cfg.flow_sample_every,
         })
         wire_obj = self._load("from_wire", {
             "rl_cfg_vxlan_port": cfg.vxlan_port, "rl_cfg_vni": cfg.vni,
             "rl_cfg_ring_sport_min": lib.RL_RING_SPORT_MIN,
             "rl_cfg_ring_sport_max": lib.RL_RING_SPORT_MAX,
             "rl_cfg_underlay_ip": int(self.underlay_addr.ip),
+            "rl_cfg_flow_sample_every": cfg.flow_sample_every,
         })
         self._maps = PinnedMaps(cfg.pin_dir)
         self._maps.check_abi()
+        self._policy = PolicyMaps(cfg.pin_dir)
+        self._samples = _SampleSource(FlowSampleReader(cfg.pin_dir), cfg.node_name)
         # before from_wire is (re)attached: from then on it drops VXLAN from anyone else
         self._program_vteps()
         wire_mode = self._wire_mode()
@@ -168,6 +178,7 @@ class NodeDatapath:
             overlay_mtu=self.overlay_mtu, n_frames=cfg.frames, ring_size=cfg.ring_size,
             batch_size=cfg.batch_size,
             busy_poll=cfg.busy_poll, hugepages=cfg.hugepages, cpu=cfg.cpu,
+            probe_interval_ms=cfg.probe_interval_ms or PROBES_OFF,
         )
         self._core.start()
         st = self._core.stats()
@@ -220,6 +231,13 @@ class NodeDatapath:
         if self._maps is not None:
             self._maps.close()
             self._maps = None
+        if self._samples is not None:
+            self._samples.close()
+            self._samples = None
+        if self._policy is not None:
+            self._policy.close()
+            self._policy = None
+        self.policy_entries = None
         for obj in self._objs:
             obj.close()
         self._objs.clear()
@@ -260,6 +278,8 @@ class NodeDatapath:
             self._core.add_endpoint(slot=slot, ifname=host.name, ip=ep.ip, pod_mac=mac,
                                     host_mac=host.mac)
             served = True
+            if self._policy is not None:  # before the endpoint: its first packet counts
+                self._policy.ensure_endpoint_stats(ep.ip)
             self._maps.set_local_ip(ep.ip, slot=slot, ifindex=host.index)
             self._maps.set_endpoint(ifindex=host.index, slot=slot, ip=ep.ip,
                                     mac=mac_bytes(mac))
@@ -267,6 +287,8 @@ class NodeDatapath:
             # nothing half-added: undo in reverse order, then report the first failure
             self._maps.delete_endpoint(host.index)
             self._maps.delete_local_ip(ep.ip)
+            if self._policy is not None:
+                self._policy.delete_endpoint_stats(ep.ip)
             if served:
                 self._core.remove_endpoint(slot)
             attachment.detach()
@@ -288,6 +310,8 @@ class NodeDatapath:
         if self._maps is not None:
             self._maps.delete_endpoint(s.ifindex)  # from_pod stops redirecting first
             self._maps.delete_local_ip(ip)
+        if self._policy is not None:
+            self._policy.delete_endpoint_stats(ip)
         if self._core is not None:
             self._core.remove_endpoint(s.slot)
         try:
@@ -403,6 +427,71 @@ class NodeDatapath:
 
     def xdp_stats(self) -> dict[str, int]:
         return self._maps.xdp_stats() if self._maps is not None else {}
+
+    def core_counters(self) -> dict[str, int]:
+        """The ring core's counters as one flat map (API and CLI): worker counters, drops by
+        reason, probe counters, frames by holder, and the underlay socket's XDP_STATISTICS."""
+        st = self.stats()
+        if st is None:
+            return {}
+        out = {**st.worker.values, **{f"drop_{k}": v for k, v in st.worker.drops.items()},
+               **st.probe,
+               **{f"underlay_{k}": v for k, v in st.underlay.kernel.items()},
+               "frames_total": st.frames_total, "frames_free": st.frames_free,
+               "frames_worker": st.frames_worker, "frames_sockets": st.frames_sockets,
+               "endpoints": st.n_endpoints}
+        for slot, ep in st.endpoints.items():
+            out.update({f"endpoint{slot}_{k}": v for k, v in ep.kernel.items()})
+        return {k: int(v) for k, v in out.items()}
+
+    # -- policy and telemetry ----------------------------------------------------------------
+
+    def set_policy(self, entries: tuple[PolicyEntry, ...]) -> None:
+        """Swap in the compiled policy (one map update; empty: none, everything allowed)."""
+        if self._policy is None:
+            raise RinglaneError("data path not started")
+        if entries:
+            self._policy.swap_policy(entries)
+        else:
+            self._policy.clear_policy()
+        self.policy_entries = entries
+        log.info("policy.installed", entries=len(entries))
+
+    def endpoint_stats(self) -> dict[IPv4Address, dict[str, int]]:
+        return self._policy.endpoint_stats() if self._policy is not None else {}
+
+    def flow_source(self) -> _SampleSource | None:
+        """Where the flow hub reads samples (None while stopped)."""
+        return self._samples
+
+    def link_stats(self) -> list[LinkStat]:
+        """The overlay link to every remote node, from the ring core's probes (none while the
+        data path is stopped)."""
+        return self._core.link_stats() if self._core is not None else []
+
+
+_VERDICTS = {lib.RL_VERDICT_ALLOW: "allow", lib.RL_VERDICT_DENY: "deny",
+             lib.RL_VERDICT_REPLY: "reply"}
+_POINTS = {lib.RL_POINT_FROM_POD: "from_pod", lib.RL_POINT_FROM_WIRE: "from_wire"}
+
+
+class _SampleSource:
+    """The programs' flow samples as the API's records (agent.flows.SampleSource)."""
+
+    def __init__(self, reader: FlowSampleReader, node: str) -> None:
+        self._reader = reader
+        self._node = node
+
+    def read(self, timeout_s: float, max_records: int) -> list[FlowRecord]:
+        return [FlowRecord(node=self._node, ts_ns=s.ts_ns, src=s.src, dst=s.dst, sport=s.sport,
+                           dport=s.dport, protocol=s.proto,
+                           verdict=_VERDICTS.get(s.verdict, str(s.verdict)),
+                           direction=s.direction, point=_POINTS.get(s.point, str(s.point)),
+                           length=s.length)
+                for s in self._reader.read(timeout_s, max_records)]
+
+    def close(self) -> None:
+        self._reader.close()
 
 
 def cleanup_node(config: AgentConfig) -> list[str]:

@@ -122,11 +122,11 @@ def _named_ports(spec: Obj) -> frozenset[NamedPort]:
 
 
 def parse_pod_ref(obj: Obj) -> PodRef | None:
-    """Any node's pod as a policy peer or subject: None for pods without an IPv4 address on
-    the pod network (host network, not yet assigned, finished)."""
+    """Any node's pod as a policy peer or subject: None for pods off the pod network (host
+    network) or finished. Pods without an IP yet are kept: a local pod's labels are needed
+    from its CNI ADD on, before the API shows its address."""
     pod = parse_pod(obj)
-    if (pod is None or pod.pod_ip is None or pod.host_network
-            or pod.phase in ("Succeeded", "Failed")):
+    if pod is None or pod.host_network or pod.phase in ("Succeeded", "Failed"):
         return None
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     labels = meta.get("labels") or {}

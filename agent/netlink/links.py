@@ -90,6 +90,15 @@ def ipv4_addresses(name: str) -> list[IPv4Interface]:
         ]
 
 
+def node_ipv4_addresses() -> frozenset[IPv4Address]:
+    """Every IPv4 address of this network namespace but loopback's: where the node's own
+    traffic to its pods (kubelet probes) comes from."""
+    with rtnl() as ipr:
+        return frozenset(IPv4Address(a.get_attr("IFA_ADDRESS"))
+                         for a in ipr.get_addr(family=2)
+                         if not IPv4Address(a.get_attr("IFA_ADDRESS")).is_loopback)
+
+
 def default_route_interface() -> str:
     """The interface of the IPv4 default route: the underlay when none is configured."""
     with rtnl() as ipr:

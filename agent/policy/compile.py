@@ -49,20 +49,22 @@ class PolicyLimitError(RinglaneError):
 
 
 class PortRange(NamedTuple):
-    """rl_port_range: protocol number (0: any) and an inclusive destination port range."""
+    """rl_port_range: protocol number (0: any) and an inclusive destination port range
+    (ignored for ICMP; a later IPv4 fragment matches only 0..65535)."""
 
     proto: int
-    lo: int
-    hi: int
+    lo: int = 0
+    hi: int = 65535
 
 
 class PolicyEntry(NamedTuple):
-    """One trie entry; `ranges` empty means deny."""
+    """One trie entry; `ranges` empty means deny. An endpoint isolated in a direction has a
+    0.0.0.0/0 entry there (the data path refuses a trie without it)."""
 
     endpoint: IPv4Address
     direction: Direction
     peer: IPv4Network
-    ranges: tuple[PortRange, ...]
+    ranges: tuple[PortRange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ class _Resolver:
 
     def __init__(self, inv: Inventory) -> None:
         self.inv = inv
-        self.by_ip = {p.ip: p for p in inv.pods}
+        self.pods_with_ip = [p for p in inv.pods if p.ip is not None]
+        self.by_ip = {p.ip: p for p in self.pods_with_ip}
 
     def namespaces(self, policy: Policy, peer: PodPeer) -> set[str]:
         if peer.namespaces is None:
@@ -133,7 +136,7 @@ class _Resolver:
 
     def pods(self, policy: Policy, peer: PodPeer) -> list[PodRef]:
         spaces = self.namespaces(policy, peer)
-        return [p for p in self.inv.pods
+        return [p for p in self.pods_with_ip
                 if p.namespace in spaces and peer.pods.matches(p.label_map)]
 
     def allows(self, policy: Policy, rule: Rule, direction: Direction,
@@ -160,7 +163,7 @@ class _Resolver:
         # egress: each destination pod names its own ports, so pods are listed one by one
         for pod in self.peer_pods(policy, rule):
             rs = ranges(named, pod)
-            if rs:
+            if rs and pod.ip is not None:
                 out.append(_Allow(IPv4Network(pod.ip), frozenset(), rs))
         return out
 
@@ -173,20 +176,21 @@ class _Resolver:
             if isinstance(peer, CidrPeer):
                 out.append((peer.cidr, peer.excepts))
             else:
-                out += [(IPv4Network(p.ip), frozenset()) for p in self.pods(policy, peer)]
+                out += [(IPv4Network(p.ip), frozenset()) for p in self.pods(policy, peer)
+                        if p.ip is not None]
         return out
 
     def peer_pods(self, policy: Policy, rule: Rule) -> list[PodRef]:
         """Known pods among the rule's peers (a CIDR peer: the pods inside it)."""
         if not rule.peers:
-            return list(self.inv.pods)
-        found: dict[IPv4Address, PodRef] = {}
+            return list(self.pods_with_ip)
+        found: dict[IPv4Address | None, PodRef] = {}
         for peer in rule.peers:
             if isinstance(peer, PodPeer):
                 found.update((p.ip, p) for p in self.pods(policy, peer))
             else:
-                found.update((p.ip, p) for p in self.inv.pods
-                             if p.ip in peer.cidr and not any(p.ip in e for e in peer.excepts))
+                found.update((p.ip, p) for p in self.pods_with_ip if p.ip is not None
+                             and p.ip in peer.cidr and not any(p.ip in e for e in peer.excepts))
         return list(found.values())
 
 

@@ -42,13 +42,12 @@ class PolicyEngine:
     """Thread-safe holder of the API's policies plus a view of Kubernetes'."""
 
     def __init__(self, state_file: Path, codec: Codec, *,
-                 inventory: Callable[[], Inventory],
-                 local_ips: Callable[[], Iterable[IPv4Address]],
+                 snapshot: Callable[[], tuple[Inventory, Iterable[IPv4Address]]],
                  kube_policies: Callable[[], Sequence[Policy]] = tuple) -> None:
+        """`snapshot`: the cluster and this node's endpoints now, for trial compiles."""
         self._file = state_file
         self._dump, self._load = codec
-        self._inventory = inventory
-        self._local = local_ips
+        self._snapshot = snapshot
         self._kube = kube_policies
         self._lock = threading.RLock()
         self._api: dict[tuple[str, str, str], Policy] = {}
@@ -73,10 +72,10 @@ class PolicyEngine:
             merged = {**{p.key: p for p in self._kube()}, **self._api}
         return [merged[k] for k in sorted(merged)]
 
-    def compile(self) -> Compiled:
-        """The data path's entries for the current policies and cluster (PolicyLimitError when
-        Kubernetes' policies alone outgrow the maps)."""
-        return compile_policies(self.policies(), self._inventory(), self._local())
+    def compile(self, inventory: Inventory, local: Iterable[IPv4Address]) -> Compiled:
+        """The data path's entries for the current policies (PolicyLimitError when the
+        cluster grew, or Kubernetes' policies alone outgrow the maps)."""
+        return compile_policies(self.policies(), inventory, local)
 
     # -- changing -----------------------------------------------------------------------------
 
@@ -118,7 +117,7 @@ class PolicyEngine:
 
     def _commit(self, trial: dict[tuple[str, str, str], Policy]) -> None:
         merged = {**{p.key: p for p in self._kube()}, **trial}
-        compile_policies([merged[k] for k in sorted(merged)], self._inventory(), self._local())
+        compile_policies([merged[k] for k in sorted(merged)], *self._snapshot())
         self._save(trial)
         self._api = trial
         self._publish()

@@ -1,6 +1,7 @@
 """Level-triggered reconciliation: desired state in, the node's data path converged to it.
 
-Desired state is recomputed from scratch on every pass (remote nodes, endpoints) and compared
+Desired state is recomputed from scratch on every pass (remote nodes, endpoints, the compiled
+policy) and compared
 with what the data path has programmed; a missed event therefore costs at most one pass. A
 failure to program one object does not stop the others; it is retried on the next pass,
 after a bounded, growing delay.
@@ -19,6 +20,7 @@ import structlog
 
 from agent.datapath.node import Endpoint, NodeDatapath, RemoteNode
 from agent.errors import RinglaneError
+from agent.policy.compile import PolicyEntry
 
 log = structlog.get_logger(__name__)
 
@@ -28,8 +30,12 @@ RETRY_MIN, RETRY_MAX = 0.2, 10.0
 
 @dataclass(frozen=True)
 class Desired:
+    """`policy` None: keep the policy in force (`policy_error` says why it cannot change)."""
+
     remotes: dict[str, RemoteNode]
     endpoints: dict[IPv4Address, Endpoint]
+    policy: tuple[PolicyEntry, ...] | None = None
+    policy_error: str | None = None
 
 
 @dataclass
@@ -91,6 +97,12 @@ class Reconciler:
             except (RinglaneError, OSError) as exc:
                 res.failed["vteps"] = str(exc)
                 log.warning("reconcile.failed", object="vteps", error=str(exc))
+        # Policy before endpoints: a new pod's entries are in force when its program attaches.
+        if want.policy_error is not None:
+            res.failed["policy"] = want.policy_error
+            log.warning("reconcile.failed", object="policy", error=want.policy_error)
+        elif want.policy is not None and want.policy != self.dp.policy_entries:
+            self._apply(res, "policy", partial(self.dp.set_policy, want.policy))
         have_eps = self.dp.programmed_endpoints()
         for ip in have_eps.keys() - want.endpoints.keys():
             self._apply(res, f"endpoint {ip}", partial(self.dp.remove_endpoint, ip))

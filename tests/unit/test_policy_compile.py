@@ -44,6 +44,7 @@ def pod(ns: str, name: str, ip: str, ports: tuple[NamedPort, ...] = (),
 WEB = pod("prod", "web", "10.0.1.2", (NamedPort("http", Protocol.TCP, 8080),), app="web")
 DB = pod("prod", "db", "10.0.2.2", (NamedPort("sql", Protocol.TCP, 5432),), app="db")
 CLIENT = pod("dev", "client", "10.0.2.3", app="client")
+WEB_IP, DB_IP, CLIENT_IP = (IPv4Address(a) for a in ("10.0.1.2", "10.0.2.2", "10.0.2.3"))
 INV = Inventory(pods=(WEB, DB, CLIENT),
                 namespaces={"prod": {"env": "prod"}, "dev": {"env": "dev"}})
 NODE = IPv4Address("192.168.250.1")
@@ -68,8 +69,8 @@ def verdict(entries: tuple[PolicyEntry, ...], ep: IPv4Address, d: Direction,
         for r in ranges)
 
 
-def entries_of(*policies: Policy, local: tuple[PodRef, ...] = (WEB, DB)) -> tuple[PolicyEntry, ...]:
-    return compile_policies(list(policies), INV, [p.ip for p in local]).entries
+def entries_of(*policies: Policy) -> tuple[PolicyEntry, ...]:
+    return compile_policies(list(policies), INV, [WEB_IP, DB_IP]).entries
 
 
 def test_no_policy_no_entries() -> None:
@@ -79,7 +80,7 @@ def test_no_policy_no_entries() -> None:
 def test_deny_all_ingress_is_one_deny_entry() -> None:
     deny = Policy("deny", "prod", directions=frozenset({IN}))
     got = entries_of(deny)
-    assert set(got) == {PolicyEntry(WEB.ip, IN, ALL, ()), PolicyEntry(DB.ip, IN, ALL, ())}
+    assert set(got) == {PolicyEntry(WEB_IP, IN, ALL, ()), PolicyEntry(DB_IP, IN, ALL, ())}
 
 
 def test_pod_selector_on_tcp_port() -> None:
@@ -87,8 +88,8 @@ def test_pod_selector_on_tcp_port() -> None:
         peers=(PodPeer(LabelSelector.of({"app": "web"})),),
         ports=(PortMatch(Protocol.TCP, 5432),)),))
     got = entries_of(p)
-    assert set(got) == {PolicyEntry(DB.ip, IN, ALL, ()),
-                        PolicyEntry(DB.ip, IN, IPv4Network("10.0.1.2/32"),
+    assert set(got) == {PolicyEntry(DB_IP, IN, ALL, ()),
+                        PolicyEntry(DB_IP, IN, IPv4Network("10.0.1.2/32"),
                                     (PortRange(TCP, 5432, 5432),))}
 
 
@@ -100,40 +101,40 @@ def test_ip_block_except_overlapping_rules_union() -> None:
         Rule(peers=(CidrPeer(IPv4Network("10.1.2.0/24")),), ports=(PortMatch(Protocol.UDP),)),
     ))
     e = entries_of(p)
-    assert lpm(e, WEB.ip, IN, IPv4Address("10.9.9.9")) == ((TCP, 80, 80),)
-    assert lpm(e, WEB.ip, IN, IPv4Address("10.1.9.9")) == ()            # the exception
-    assert lpm(e, WEB.ip, IN, IPv4Address("10.1.2.9")) == ((UDP, 0, 65535),)  # except ∩ rule 2
-    assert lpm(e, WEB.ip, IN, IPv4Address("11.0.0.1")) == ()
-    assert lpm(e, DB.ip, IN, IPv4Address("10.9.9.9")) is None           # DB not selected
+    assert lpm(e, WEB_IP, IN, IPv4Address("10.9.9.9")) == ((TCP, 80, 80),)
+    assert lpm(e, WEB_IP, IN, IPv4Address("10.1.9.9")) == ()            # the exception
+    assert lpm(e, WEB_IP, IN, IPv4Address("10.1.2.9")) == ((UDP, 0, 65535),)  # except ∩ rule 2
+    assert lpm(e, WEB_IP, IN, IPv4Address("11.0.0.1")) == ()
+    assert lpm(e, DB_IP, IN, IPv4Address("10.9.9.9")) is None           # DB not selected
 
 
 def test_named_ports_resolve_on_the_receiver() -> None:
     ingress = Policy("in", "prod", subject=LabelSelector.of({"app": "web"}),
                      ingress=(Rule(ports=(PortMatch(Protocol.TCP, "http"),)),))
-    assert lpm(entries_of(ingress), WEB.ip, IN, CLIENT.ip) == ((TCP, 8080, 8080),)
+    assert lpm(entries_of(ingress), WEB_IP, IN, CLIENT_IP) == ((TCP, 8080, 8080),)
     egress = Policy("out", "prod", subject=LabelSelector.of({"app": "web"}),
                     directions=frozenset({EG}),
                     egress=(Rule(ports=(PortMatch(Protocol.TCP, "sql"),)),))
     e = entries_of(egress)
-    assert lpm(e, WEB.ip, EG, DB.ip) == ((TCP, 5432, 5432),)  # db names 5432 "sql"
-    assert lpm(e, WEB.ip, EG, CLIENT.ip) == ()                # client has no "sql"
-    assert lpm(e, WEB.ip, EG, NODE) == ()                     # no node address given
+    assert lpm(e, WEB_IP, EG, DB_IP) == ((TCP, 5432, 5432),)  # db names 5432 "sql"
+    assert lpm(e, WEB_IP, EG, CLIENT_IP) == ()                # client has no "sql"
+    assert lpm(e, WEB_IP, EG, NODE) == ()                     # no node address given
 
 
 def test_egress_isolated_pods_may_answer_their_node() -> None:
     deny = Policy("deny", "prod", directions=frozenset({EG}))
     inv = Inventory(INV.pods, INV.namespaces, frozenset({NODE}))
-    e = compile_policies([deny], inv, [WEB.ip]).entries
-    assert lpm(e, WEB.ip, EG, NODE) == ((0, 0, 65535),)
-    assert lpm(e, WEB.ip, EG, DB.ip) == ()
+    e = compile_policies([deny], inv, [WEB_IP]).entries
+    assert lpm(e, WEB_IP, EG, NODE) == ((0, 0, 65535),)
+    assert lpm(e, WEB_IP, EG, DB_IP) == ()
 
 
 def test_namespace_selector() -> None:
     p = Policy("ns", "prod", ingress=(Rule(peers=(
         PodPeer(namespaces=LabelSelector.of({"env": "dev"})),)),))
     e = entries_of(p)
-    assert lpm(e, WEB.ip, IN, CLIENT.ip) == ((0, 0, 65535),)
-    assert lpm(e, WEB.ip, IN, DB.ip) == ()
+    assert lpm(e, WEB_IP, IN, CLIENT_IP) == ((0, 0, 65535),)
+    assert lpm(e, WEB_IP, IN, DB_IP) == ()
 
 
 def test_normalize_merges_and_any_wins() -> None:
@@ -213,15 +214,15 @@ def test_compiled_trie_agrees_with_the_reference_on_random_policies() -> None:
     checked = 0
     for round_ in range(150):
         policies = [_random_policy(rng, i) for i in range(rng.randint(1, 3))]
-        e = compile_policies(policies, INV, [WEB.ip, DB.ip]).entries
-        for ep in (WEB, DB):
+        e = compile_policies(policies, INV, [WEB_IP, DB_IP]).entries
+        for ep, ep_ip in ((WEB, WEB_IP), (DB, DB_IP)):
             for d in Direction:
                 for peer_ip in peers:
                     for proto, port in ((Protocol.TCP, 5), (Protocol.TCP, 50), (Protocol.UDP, 50),
                                         (Protocol.UDP, 99), (Protocol.ICMP, 0),
                                         (Protocol.SCTP, 50)):
                         want = _reference(policies, ep, d, peer_ip, proto, port)
-                        got = verdict(e, ep.ip, d, peer_ip, {Protocol.TCP: TCP,
+                        got = verdict(e, ep_ip, d, peer_ip, {Protocol.TCP: TCP,
                                       Protocol.UDP: UDP, Protocol.ICMP: ICMP,
                                       Protocol.SCTP: 132}[proto], port)
                         assert got == want, (round_, policies, ep.name, d, peer_ip, proto, port)
