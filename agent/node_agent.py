@@ -111,11 +111,14 @@ class NodeAgent:
     def desired(self) -> Desired:
         eps = self._endpoints()
         self.engine.refresh()
+        policies = self.engine.policies()
         try:
-            self.compiled = self.engine.compile(self._inventory(list(eps.values())), eps)
+            self.compiled = self.engine.compile(self._inventory(list(eps.values())), eps,
+                                                policies)
         except PolicyLimitError as exc:  # the last good policy stays in force
             return Desired(remotes=self._remotes(), endpoints=eps, policy_error=str(exc))
-        return Desired(remotes=self._remotes(), endpoints=eps, policy=self.compiled.entries)
+        return Desired(remotes=self._remotes(), endpoints=eps, policy=self.compiled.entries,
+                       policy_ids=tuple(p.id for p in policies))
 
     def status(self) -> dict[str, Any]:
         return {"node": self.cfg.node_name, "ready": self.ready.is_set(),
@@ -124,6 +127,7 @@ class NodeAgent:
                 "policies": len(self.engine.policies()),
                 "policyRevision": self.engine.revision,
                 "policyEntries": len(self.compiled.entries),
+                "policiesEnforced": list(self.reconciler.policy_ids),
                 "reconcile": {"passes": self.reconciler.passes,
                               "failed": self.reconciler.last.failed}}
 

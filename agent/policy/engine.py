@@ -72,10 +72,12 @@ class PolicyEngine:
             merged = {**{p.key: p for p in self._kube()}, **self._api}
         return [merged[k] for k in sorted(merged)]
 
-    def compile(self, inventory: Inventory, local: Iterable[IPv4Address]) -> Compiled:
-        """The data path's entries for the current policies (PolicyLimitError when the
-        cluster grew, or Kubernetes' policies alone outgrow the maps)."""
-        return compile_policies(self.policies(), inventory, local)
+    def compile(self, inventory: Inventory, local: Iterable[IPv4Address],
+                policies: Sequence[Policy] | None = None) -> Compiled:
+        """The data path's entries for `policies` (default: the current ones; PolicyLimitError
+        when the cluster grew, or Kubernetes' policies alone outgrow the maps)."""
+        return compile_policies(self.policies() if policies is None else policies, inventory,
+                                local)
 
     # -- changing -----------------------------------------------------------------------------
 

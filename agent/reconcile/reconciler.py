@@ -36,6 +36,7 @@ class Desired:
     endpoints: dict[IPv4Address, Endpoint]
     policy: tuple[PolicyEntry, ...] | None = None
     policy_error: str | None = None
+    policy_ids: tuple[str, ...] = ()  # the policies `policy` was compiled from
 
 
 @dataclass
@@ -57,6 +58,7 @@ class Reconciler:
         self.passes = 0
         self.last: PassResult = PassResult()
         self.observe: Callable[[float], None] = lambda _seconds: None  # pass durations
+        self.policy_ids: tuple[str, ...] = ()  # the policies the data path enforces
 
     def trigger(self) -> int:
         """Ask for a pass; returns a ticket that wait_pass() waits beyond."""
@@ -101,8 +103,11 @@ class Reconciler:
         if want.policy_error is not None:
             res.failed["policy"] = want.policy_error
             log.warning("reconcile.failed", object="policy", error=want.policy_error)
-        elif want.policy is not None and want.policy != self.dp.policy_entries:
-            self._apply(res, "policy", partial(self.dp.set_policy, want.policy))
+        elif want.policy is not None:
+            if want.policy != self.dp.policy_entries:
+                self._apply(res, "policy", partial(self.dp.set_policy, want.policy))
+            if "policy" not in res.failed:
+                self.policy_ids = want.policy_ids
         have_eps = self.dp.programmed_endpoints()
         for ip in have_eps.keys() - want.endpoints.keys():
             self._apply(res, f"endpoint {ip}", partial(self.dp.remove_endpoint, ip))

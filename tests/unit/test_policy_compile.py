@@ -29,6 +29,7 @@ from agent.policy.model import (
     Protocol,
     Rule,
 )
+from tests.policy_reference import allows
 
 pytestmark = pytest.mark.unit
 
@@ -151,34 +152,6 @@ def test_too_many_ranges_is_a_limit_error_naming_the_endpoint() -> None:
         entries_of(p)
 
 
-def _reference(policies: list[Policy], ep: PodRef, d: Direction, peer: IPv4Address,
-               proto: Protocol, port: int) -> bool:
-    """NetworkPolicy semantics, evaluated directly (no tries, no unions)."""
-    chosen = [p for p in policies if d in p.directions and p.namespace == ep.namespace
-              and p.subject.matches(ep.label_map)]
-    if not chosen:
-        return True
-    by_ip = {p.ip: p for p in INV.pods}
-    for p in chosen:
-        for rule in p.rules(d):
-            peer_ok = not rule.peers or any(
-                (isinstance(pr, CidrPeer) and peer in pr.cidr
-                 and not any(peer in x for x in pr.excepts))
-                or (isinstance(pr, PodPeer) and peer in by_ip
-                    and (by_ip[peer].namespace == p.namespace if pr.namespaces is None
-                         else pr.namespaces.matches(INV.namespaces[by_ip[peer].namespace]))
-                    and pr.pods.matches(by_ip[peer].label_map))
-                for pr in rule.peers)
-            port_ok = not rule.ports or any(
-                pm.protocol is Protocol.ANY
-                or (pm.protocol is proto and (proto is Protocol.ICMP or pm.port is None or (
-                    isinstance(pm.port, int) and pm.port <= port <= (pm.end_port or pm.port))))
-                for pm in rule.ports)
-            if peer_ok and port_ok:
-                return True
-    return False
-
-
 def _random_policy(rng: random.Random, i: int) -> Policy:
     def peer() -> CidrPeer | PodPeer:
         if rng.random() < 0.5:
@@ -193,6 +166,8 @@ def _random_policy(rng: random.Random, i: int) -> Policy:
         proto = rng.choice([Protocol.TCP, Protocol.UDP, Protocol.ICMP, Protocol.ANY])
         if proto in (Protocol.ICMP, Protocol.ANY) or rng.random() < 0.3:
             return PortMatch(proto)
+        if rng.random() < 0.2:
+            return PortMatch(Protocol.TCP, rng.choice(["http", "sql"]))
         lo = rng.randint(1, 100)
         return PortMatch(proto, lo, rng.choice([None, lo + rng.randint(0, 20)]))
 
@@ -220,8 +195,9 @@ def test_compiled_trie_agrees_with_the_reference_on_random_policies() -> None:
                 for peer_ip in peers:
                     for proto, port in ((Protocol.TCP, 5), (Protocol.TCP, 50), (Protocol.UDP, 50),
                                         (Protocol.UDP, 99), (Protocol.ICMP, 0),
+                                        (Protocol.TCP, 8080), (Protocol.TCP, 5432),
                                         (Protocol.SCTP, 50)):
-                        want = _reference(policies, ep, d, peer_ip, proto, port)
+                        want = allows(policies, INV, ep, d, peer_ip, proto, port)
                         got = verdict(e, ep_ip, d, peer_ip, {Protocol.TCP: TCP,
                                       Protocol.UDP: UDP, Protocol.ICMP: ICMP,
                                       Protocol.SCTP: 132}[proto], port)
