@@ -20,6 +20,8 @@ from google.protobuf import json_format
 
 from agent.api import convert
 from agent.api.client import Client
+from agent.api.v1 import policy_pb2 as ppb
+from agent.api.v1 import telemetry_pb2 as tpb
 from agent.policy import netpol
 from agent.policy.model import (
     CidrPeer,
@@ -220,15 +222,24 @@ def test_truth_tables_through_policy_sets_and_churn(policy_cluster: PolicyCluste
 
     # set A: NetworkPolicies (pod and namespace selectors, named port) + an API ipBlock/except
     c.set_policies([DB_FROM_WEB, WEB_FROM_DEV], [DEV_EGRESS])
+    stream = c.clients["n2"].flows(queue_size=4096)
+    records: list[tpb.FlowRecord] = []
+    reader = threading.Thread(target=lambda: records.extend(
+        r for batch in stream for r in batch.records), daemon=True)
+    reader.start()
     _, denied, wrong = c.truth_table()
     assert wrong == [], "policy set A"
     assert 30 < denied < 120  # both verdicts well represented
+    stream.cancel()
+    reader.join(timeout=10)
 
     # the drops were counted per endpoint and reason, and sampled as flows, on the db's node
     db_ip = str(c.pods["n2p1"][1].ip)
     stats = c.clients["n2"].stats()
     db = next(e for e in stats.endpoints if e.ip == db_ip)
     assert db.counters["drop_policy_ingress"] > 0
+    assert any(r.dst == db_ip and r.verdict == tpb.VERDICT_DENY
+               and r.direction == ppb.DIRECTION_INGRESS for r in records), records[:5]
 
     # set B: egress isolation (replies must still pass) and a narrower API policy
     c.set_policies([DB_NO_EGRESS], [DEV_DNS_ONLY])
