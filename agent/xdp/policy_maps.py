@@ -85,21 +85,24 @@ def _describe(entry: PolicyEntry) -> str:
 
 
 def _check_entry(entry: PolicyEntry) -> None:
-    """BpfError(EINVAL or E2BIG) naming the entry if the trie could not hold it as meant."""
-    what = _describe(entry)
+    """BpfError(EINVAL or E2BIG) naming the entry if the trie could not hold it as meant.
+    (Called for every entry of every swap: the message is only formatted on failure.)"""
     if not isinstance(entry.endpoint, IPv4Address) or not isinstance(entry.peer, IPv4Network):
-        raise BpfError(errno.EINVAL, f"policy entry {what}: endpoint and peer must be IPv4")
+        raise BpfError(errno.EINVAL,
+                       f"policy entry {_describe(entry)}: endpoint and peer must be IPv4")
     if entry.direction not in _RL_DIR:
-        raise BpfError(errno.EINVAL, f"policy entry {what}: direction must be a Direction")
+        raise BpfError(errno.EINVAL,
+                       f"policy entry {_describe(entry)}: direction must be a Direction")
     if len(entry.ranges) > lib.RL_POLICY_RANGES:
         raise BpfError(
             errno.E2BIG,
-            f"policy entry {what} has {len(entry.ranges)} port ranges, at most "
+            f"policy entry {_describe(entry)} has {len(entry.ranges)} port ranges, at most "
             f"{lib.RL_POLICY_RANGES} fit in one entry: merge adjacent ranges",
         )
     for r in entry.ranges:
         if not (0 <= r.proto <= _PROTO_MAX and 0 <= r.lo <= r.hi <= _PORT_MAX):
-            raise BpfError(errno.EINVAL, f"policy entry {what}: invalid port range {r}")
+            raise BpfError(errno.EINVAL,
+                           f"policy entry {_describe(entry)}: invalid port range {r}")
 
 
 def _check_isolation(entries: list[PolicyEntry]) -> None:
@@ -107,7 +110,7 @@ def _check_isolation(entries: list[PolicyEntry]) -> None:
     peer no entry covers would miss the trie and be allowed."""
     isolated = {(e.endpoint, e.direction) for e in entries}
     covered = {(e.endpoint, e.direction) for e in entries if e.peer.prefixlen == 0}
-    missing = sorted(isolated - covered)
+    missing = sorted(isolated - covered, key=lambda m: (m[0], m[1].value))
     if missing:
         ep, direction = missing[0]
         raise BpfError(
