@@ -52,6 +52,21 @@ class DatapathCollector(Collector):
             for name, value in ep.kernel.items():
                 kstats.add_metric([f"endpoint-{slot}", name], value)
         yield kstats
+        rings = GaugeMetricFamily("ringlane_xsk_ring_entries",
+                                  "entries in an AF_XDP ring at scrape time",
+                                  labels=["socket", "ring"])
+        for ring, value in st.underlay.rings.items():
+            rings.add_metric(["underlay", ring], value)
+        for slot, ep in st.endpoints.items():
+            for ring, value in ep.rings.items():
+                rings.add_metric([f"endpoint-{slot}", ring], value)
+        yield rings
+        probes = CounterMetricFamily("ringlane_probe", "link probe counters, all peers",
+                                     labels=["counter"])
+        for name, value in st.probe.items():
+            if name not in ("probe_peers", "probe_interval_ms"):  # settings, not counts
+                probes.add_metric([name], value)
+        yield probes
         frames = GaugeMetricFamily("ringlane_umem_frames", "UMEM frames by holder",
                                    labels=["holder"])
         for holder in ("free", "worker", "sockets"):

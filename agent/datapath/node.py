@@ -430,18 +430,21 @@ class NodeDatapath:
 
     def core_counters(self) -> dict[str, int]:
         """The ring core's counters as one flat map (API and CLI): worker counters, drops by
-        reason, probe counters, frames by holder, and the underlay socket's XDP_STATISTICS."""
+        reason, probe counters, frames by holder, and each socket's XDP_STATISTICS and ring
+        occupancy."""
         st = self.stats()
         if st is None:
             return {}
         out = {**st.worker.values, **{f"drop_{k}": v for k, v in st.worker.drops.items()},
                **st.probe,
                **{f"underlay_{k}": v for k, v in st.underlay.kernel.items()},
+               **{f"underlay_{r}_ring_entries": v for r, v in st.underlay.rings.items()},
                "frames_total": st.frames_total, "frames_free": st.frames_free,
                "frames_worker": st.frames_worker, "frames_sockets": st.frames_sockets,
                "endpoints": st.n_endpoints}
         for slot, ep in st.endpoints.items():
             out.update({f"endpoint{slot}_{k}": v for k, v in ep.kernel.items()})
+            out.update({f"endpoint{slot}_{r}_ring_entries": v for r, v in ep.rings.items()})
         return {k: int(v) for k, v in out.items()}
 
     # -- policy and telemetry ----------------------------------------------------------------

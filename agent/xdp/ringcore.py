@@ -71,12 +71,14 @@ class Counters:
 
 @dataclass(frozen=True)
 class SocketStats:
-    """One AF_XDP socket: our counters, the kernel's XDP_STATISTICS and its bind mode."""
+    """One AF_XDP socket: our counters, the kernel's XDP_STATISTICS, its bind mode and how
+    many entries each of its rings (rx, tx, fill, comp) held at the snapshot."""
 
     counters: Counters
     kernel: dict[str, int]
     zero_copy: bool
     frames_owned: int
+    rings: dict[str, int]
 
     @classmethod
     def from_c(cls, s: Any) -> SocketStats:
@@ -85,6 +87,7 @@ class SocketStats:
             {f: int(getattr(s.kernel, f)) for f in _KSTAT_FIELDS},
             bool(s.zero_copy),
             int(s.frames_owned),
+            {r: int(getattr(s, f"{r}_entries")) for r in ("rx", "tx", "fill", "comp")},
         )
 
     @property

@@ -68,6 +68,10 @@ RL_INLINE void rl_ring_cons_release(struct rl_ring *r);
 
 /* Whether the kernel asked to be woken (XDP_USE_NEED_WAKEUP). */
 RL_INLINE int rl_ring_needs_wakeup(const struct rl_ring *r);
+
+/* Entries in @r right now (producer - consumer, both acquire-loaded): for
+ * telemetry only; either side may move on before the caller looks. */
+RL_INLINE __u32 rl_ring_entries(const struct rl_ring *r);
 /* cffi:end */
 
 #define RL_RING_NEED_WAKEUP 1	/* XDP_RING_NEED_WAKEUP */
@@ -132,6 +136,11 @@ static inline __u32 rl_ring_cons_nb_avail(struct rl_ring *r, __u32 want)
 		entries = r->cached_prod - r->cached_cons;
 	}
 	return entries > want ? want : entries;
+}
+
+static inline __u32 rl_ring_entries(const struct rl_ring *r)
+{
+	return rl_load_acquire(r->producer) - rl_load_acquire(r->consumer);
 }
 
 static inline __u32 rl_ring_cons_peek(struct rl_ring *r, __u32 want, __u32 *idx)

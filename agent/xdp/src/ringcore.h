@@ -119,6 +119,11 @@ struct rl_sock_stats {
 	struct rl_kstats kernel;
 	__u32 zero_copy;		/* 1: zero-copy bind, 0: copy mode */
 	__u32 frames_owned;		/* in its fill and tx rings */
+	/* ring occupancy at the snapshot: entries between consumer and producer */
+	__u32 rx_entries;		/* received, not yet taken by the worker */
+	__u32 tx_entries;		/* queued for the kernel to send */
+	__u32 fill_entries;		/* frames the kernel may receive into */
+	__u32 comp_entries;		/* sent, not yet reclaimed by the worker */
 };
 
 /* The link probes of a core, all peers together. Probe frames are counted

@@ -533,13 +533,18 @@ static void worker_sleep(struct rl_core *c)
 	}
 }
 
-/* @s's counters, the kernel's XDP_STATISTICS and the frames it holds. */
+/* @s's counters, the kernel's XDP_STATISTICS, the frames it holds and how
+ * full its four rings are. */
 static void sock_stats(struct rl_core *c, struct rl_sock *s, struct rl_sock_stats *out)
 {
 	out->counters = s->cnt;
 	rl_sock_kstats(s, &out->kernel);
 	out->zero_copy = s->zero_copy;
 	out->frames_owned = rl_pool_count_owner(c->pool, s->owner);
+	out->rx_entries = rl_ring_entries(&s->rx);
+	out->tx_entries = rl_ring_entries(&s->tx);
+	out->fill_entries = rl_ring_entries(&s->fill);
+	out->comp_entries = rl_ring_entries(&s->comp);
 }
 
 /* The served endpoint in @slot and its index in active[] (@pos), or NULL. */
