@@ -157,7 +157,8 @@ static __always_inline int spoof_drop(const struct rl_endpoint_info *ep, enum rl
  * other nodes, the hot path, pays for one counter lookup, not two. Drops
  * count on the end whose policy denied.
  */
-static __always_inline int pod_policy(const struct rl_cursor *c, const struct iphdr *iph,
+static __always_inline int pod_policy(struct xdp_md *ctx, const struct rl_cursor *c,
+				      const struct iphdr *iph,
 				      int proto, const struct rl_endpoint_info *ep)
 {
 	struct rl_ep_counters *src = rl_ep_counters_of(ep->ip);
@@ -170,7 +171,7 @@ static __always_inline int pod_policy(const struct rl_cursor *c, const struct ip
 	trie = rl_policy_trie();
 	if (trie) {
 		rl_tuple_parse(&t, c, iph, proto);
-		verdict = rl_policy_verdict(trie, &t, 1, ep->ip, 1, &dir);
+		verdict = rl_policy_verdict(ctx, trie, &t, 1, ep->ip, 1, &dir);
 		rl_flow_sample(&t, verdict, dir, RL_POINT_FROM_POD, rl_cfg_flow_sample_every);
 		if (verdict == RL_VERDICT_DENY && dir == RL_DIR_EGRESS) {
 			rl_ep_count(src, RL_EPC_DROP_POLICY_EGRESS);
@@ -273,7 +274,7 @@ int rl_from_pod(struct xdp_md *ctx)
 	if (ret)
 		return rl_drop(ret);
 	if (ep) {
-		ret = pod_policy(&c, iph, proto, ep);
+		ret = pod_policy(ctx, &c, iph, proto, ep);
 		if (ret)
 			return rl_drop(ret);
 	}

@@ -176,7 +176,8 @@ static __always_inline void follow_kernel_flow(struct rl_cursor *c)
  * RL_XS_WIRE_DROP_POLICY_INGRESS. A destination that is no pod of this
  * node has no entries in the trie: allowed.
  */
-static __always_inline int wire_policy(const struct rl_cursor *l4, const struct iphdr *iph,
+static __always_inline int wire_policy(struct xdp_md *ctx, const struct rl_cursor *l4,
+				       const struct iphdr *iph,
 				       int proto)
 {
 	struct rl_ep_counters *dst = rl_ep_counters_of(iph->daddr);
@@ -188,7 +189,7 @@ static __always_inline int wire_policy(const struct rl_cursor *l4, const struct 
 	trie = rl_policy_trie();
 	if (trie) {
 		rl_tuple_parse(&t, l4, iph, proto);
-		verdict = rl_policy_verdict(trie, &t, 0, 0, 1, &dir);
+		verdict = rl_policy_verdict(ctx, trie, &t, 0, 0, 1, &dir);
 		rl_flow_sample(&t, verdict, dir, RL_POINT_FROM_WIRE, rl_cfg_flow_sample_every);
 		if (verdict == RL_VERDICT_DENY) {
 			rl_ep_count(dst, RL_EPC_DROP_POLICY_INGRESS);
@@ -295,7 +296,7 @@ int rl_from_wire(struct xdp_md *ctx)
 	if (inner_eth == bpf_htons(ETH_P_IP))
 		inner_l4 = parse_iphdr(&in, &inner);
 	if (inner_l4 >= 0) {
-		ret = wire_policy(&in, inner, inner_l4);
+		ret = wire_policy(ctx, &in, inner, inner_l4);
 		if (ret)
 			return rl_drop(ret);
 	}

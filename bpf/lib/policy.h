@@ -218,6 +218,69 @@ static __always_inline int rl_policy_is_reply(const struct rl_tuple *t)
 	return bpf_map_lookup_elem(&rl_policy_ct, &key) != NULL;
 }
 
+/*
+ * The kernel's connection tracker, through the nf_conntrack kfuncs (Linux
+ * 6.0+; `dir` in the options since 6.1). Needed for Services: a pod talks
+ * to a ClusterIP, which kube-proxy rewrites to a backend after from_pod has
+ * recorded the flow in rl_policy_ct under the ClusterIP; the backend's
+ * answers then carry an address rl_policy_ct never saw. The kernel's entry
+ * for the connection has them as its reply tuple, so a packet the kernel
+ * would see in the reply direction is a reply. Declared weak: without
+ * nf_conntrack (a module on most kernels, loaded by kube-proxy) they
+ * resolve to NULL, the verifier drops the branch, and only rl_policy_ct
+ * decides. Local declarations, as the headers carry no kfuncs; the
+ * verifier checks them against the kernel's BTF at load. libbpf compares a
+ * kfunc's prototype with the kernel's kind by kind, and a forward
+ * declaration is not a struct to it: hence the (never read) member.
+ */
+struct nf_conn {
+	__u64 rl_opaque;
+};
+struct bpf_ct_opts___rl {
+	__s32 netns_id;
+	__s32 error;
+	__u8 l4proto;
+	__u8 dir;
+	__u16 ct_zone_id;
+	__u8 ct_zone_dir;
+	__u8 reserved[3];
+};
+#define RL_CT_OPTS_SZ 16
+#define RL_CT_NETNS_CURRENT (-1)
+#define RL_CT_DIR_REPLY 1
+extern struct nf_conn *bpf_xdp_ct_lookup(struct xdp_md *ctx, struct bpf_sock_tuple *tuple,
+					 __u32 tuple__sz, struct bpf_ct_opts___rl *opts,
+					 __u32 opts__sz) __ksym __weak;
+extern void bpf_ct_release(struct nf_conn *ct) __ksym __weak;
+
+/* Non-zero if the kernel tracks @t's connection and @t goes in its reply
+ * direction. TCP and UDP only (what the kfunc looks up). */
+static __always_inline int rl_kernel_ct_is_reply(struct xdp_md *ctx, const struct rl_tuple *t)
+{
+	struct bpf_ct_opts___rl opts = {
+		.netns_id = RL_CT_NETNS_CURRENT,
+		.l4proto = t->proto,
+	};
+	struct bpf_sock_tuple tuple = {};
+	struct nf_conn *ct;
+	int reply;
+
+	if (!bpf_xdp_ct_lookup || !bpf_ct_release)
+		return 0;
+	if (!(t->flags & RL_T_REPLY) || (t->proto != IPPROTO_TCP && t->proto != IPPROTO_UDP))
+		return 0;
+	tuple.ipv4.saddr = t->saddr;
+	tuple.ipv4.daddr = t->daddr;
+	tuple.ipv4.sport = t->sport;
+	tuple.ipv4.dport = t->dport;
+	ct = bpf_xdp_ct_lookup(ctx, &tuple, sizeof(tuple.ipv4), &opts, RL_CT_OPTS_SZ);
+	if (!ct)
+		return 0;
+	reply = opts.dir == RL_CT_DIR_REPLY;
+	bpf_ct_release(ct);
+	return reply;
+}
+
 /* Record the allowed flow @t so that its replies pass. Looked up first:
  * an LRU update on every packet of a flow would cost more than the lookup
  * (and refresh nothing the LRU needs: lookups mark entries as used). */
@@ -242,26 +305,35 @@ static __always_inline void rl_policy_track(const struct rl_tuple *t)
  * The verdict (RL_VERDICT_*) of @trie on @t. @egress: check the egress
  * policy of endpoint @src (the sender) towards t->daddr; @ingress: check
  * the ingress policy of t->daddr (the receiver) from t->saddr. *@dir is set
- * to the direction of the check that denied. Counts RL_XS_POLICY_REPLY
- * (once per packet: callers decide once).
+ * to the direction of the check that denied. A packet either check denies
+ * is still a reply if the kernel tracks its connection the other way round
+ * (rl_kernel_ct_is_reply(): Services). Counts RL_XS_POLICY_REPLY (once per
+ * packet: callers decide once).
  */
-static __always_inline int rl_policy_verdict(void *trie, const struct rl_tuple *t, int egress,
-					     __be32 src, int ingress, __u8 *dir)
+static __always_inline int rl_policy_verdict(struct xdp_md *ctx, void *trie,
+					     const struct rl_tuple *t, int egress, __be32 src,
+					     int ingress, __u8 *dir)
 {
-	if (rl_policy_is_reply(t)) {
-		rl_count(RL_XS_POLICY_REPLY);
-		return RL_VERDICT_REPLY;
-	}
+	if (rl_policy_is_reply(t))
+		goto reply;
 	if (egress && !rl_policy_admits(trie, t, src, RL_DIR_EGRESS, t->daddr)) {
 		*dir = RL_DIR_EGRESS;
-		return RL_VERDICT_DENY;
+		goto denied;
 	}
 	if (ingress && !rl_policy_admits(trie, t, t->daddr, RL_DIR_INGRESS, t->saddr)) {
 		*dir = RL_DIR_INGRESS;
-		return RL_VERDICT_DENY;
+		goto denied;
 	}
 	rl_policy_track(t);
 	return RL_VERDICT_ALLOW;
+denied:
+	/* only now: the kernel's table costs more than ours, and is needed
+	 * only for replies the policy alone would drop */
+	if (!rl_kernel_ct_is_reply(ctx, t))
+		return RL_VERDICT_DENY;
+reply:
+	rl_count(RL_XS_POLICY_REPLY);
+	return RL_VERDICT_REPLY;
 }
 
 /*

@@ -277,3 +277,35 @@ def test_truth_tables_through_policy_sets_and_churn(policy_cluster: PolicyCluste
         links = {link.peer_node: link for link in client.links()}
         assert set(links) == {n.name for n in c.sb.nodes} - {name}
         assert all(link.received > 0 for link in links.values()), links
+
+
+DEV_DENY_INGRESS = netpol_obj("deny-ingress", "dev", {"podSelector": {}})
+
+
+def test_service_replies_pass_an_isolated_client(policy_cluster: PolicyCluster,
+                                                 tmp_path: Path) -> None:
+    """A client in a default-deny-ingress namespace talks to ClusterIPs, which the node's NAT
+    (kube-proxy's job, an nft DNAT rule here) rewrites after from_pod saw the flow: the
+    backends' answers carry addresses the flow was never recorded under, and must still pass
+    as replies (the programs ask the kernel's connection tracker), whether the backend is on
+    another node or on the client's own."""
+    c = policy_cluster
+    n1 = c.sb.nodes[0]
+    client, _ = c.pods["n1p2"]
+    remote_db, local_web = c.pods["n2p1"][1], c.pods["n1p1"][1]
+    rules = tmp_path / "services.nft"
+    rules.write_text(f"""
+table ip rl_svc {{
+  chain pre {{
+    type nat hook prerouting priority -100;
+    ip daddr 10.96.0.10 udp dport 53 dnat to {remote_db.ip}:53
+    ip daddr 10.96.0.11 tcp dport 80 dnat to {local_web.ip}:80
+  }}
+}}""")
+    n1.run("nft", "-f", str(rules))
+    c.set_policies([DEV_DENY_INGRESS], [])
+    services = [Target("10.96.0.10", "udp", 53), Target("10.96.0.11", "tcp", 80)]
+    assert probe(client, services) == [True, True]
+    # the isolation holds for connections the client did not open
+    for src in ("n2p1", "n1p1"):
+        assert probe(c.pods[src][0], [Target(str(c.pods["n1p2"][1].ip), "tcp", 80)]) == [False]
