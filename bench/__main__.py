@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--json FILE] [--reps N]` (as root); see bench/run.py."""
+"""`python -m bench [--quick] [--json FILE] [--reps N] [--plot FILE.png]` (as root); see bench/run.py."""
 
 import sys
 

@@ -7,6 +7,7 @@ run, prints the figures and removes everything on exit, Ctrl-C or error. See doc
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import signal
@@ -47,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="one repetition, shorter runs (about 70 s instead of about 5 min)")
     p.add_argument("--reps", type=int, help="repetitions (default: 3, or 1 with --quick)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="also draw the figures as a PNG (bench/plot.py; needs matplotlib)")
     return p
 
 
@@ -112,7 +115,7 @@ def _leftovers(prefix: str) -> list[str]:
     return left
 
 
-def run(plan: Plan, json_path: Path | None) -> int:
+def run(plan: Plan, json_path: Path | None, plot_path: Path | None = None) -> int:
     """Build, measure, remove, report. Returns the exit status (1 if the run was cut short by
     an error; what was measured until then is still printed)."""
     missing = [t for t in TOOLS if shutil.which(t) is None]
@@ -154,6 +157,14 @@ def run(plan: Plan, json_path: Path | None) -> int:
     if json_path is not None:
         results.write_json(json_path)
         print(f"\nfigures written to {json_path}")
+    if plot_path is not None:
+        from bench.plot import plot  # matplotlib only when asked for (checked in main())
+
+        try:
+            plot(results.to_json(), plot_path)
+            print(f"plot written to {plot_path}")
+        except (ValueError, OSError) as exc:
+            print(f"python -m bench: no plot: {exc}", file=sys.stderr)
     if aborted:
         print(f"python -m bench: {aborted}", file=sys.stderr)
         return 1
@@ -169,6 +180,13 @@ def main(argv: list[str]) -> int:
             print("python -m bench: --reps must be at least 1", file=sys.stderr)
             return 2
         plan = replace(plan, reps=args.reps)
+    if args.plot is not None:
+        try:  # before the run, not after five minutes of it
+            importlib.import_module("bench.plot")
+        except ImportError as exc:
+            print(f"python -m bench: --plot needs matplotlib ({exc}); .venv/bin/pip install "
+                  "matplotlib", file=sys.stderr)
+            return 2
 
     def _interrupt(*_: object) -> None:
         raise KeyboardInterrupt
@@ -177,7 +195,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
     try:
-        return run(plan, args.json)
+        return run(plan, args.json, args.plot)
     except KeyboardInterrupt:
         print("interrupted; sandbox removed", file=sys.stderr)
         return 130

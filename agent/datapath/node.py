@@ -525,4 +525,9 @@ def cleanup_node(config: AgentConfig) -> list[str]:
     state_file = config.run_dir / "state.json"
     if state_file.exists():
         state_file.unlink()
+    # the API's policies (the agent's own file; stateDir itself may hold the CNI's queue)
+    policies = config.state_dir / "policies.pb"
+    if policies.exists():
+        policies.unlink()
+        removed.append(f"policies {policies}")
     return removed

@@ -220,7 +220,7 @@ class RingCore:
             lib.rl_core__create(opts, out),
             f"ring core on {underlay_ifname}",
             "EINVAL means an option is out of range (ring sizes are powers of two, VNI < 2^24, "
-            "576 <= overlay MTU <= 3740, probe interval 20..60000 ms); EPERM/EAFNOSUPPORT means "
+            "576 <= overlay MTU <= 3740, probe interval 10..60000 ms); EPERM/EAFNOSUPPORT means "
             "no AF_XDP (run as root on a kernel with CONFIG_XDP_SOCKETS)",
         )
         self._core: Any = out[0]

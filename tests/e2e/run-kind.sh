@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for the kind e2e: builds the image, creates the cluster (tests/e2e/kind-config.yaml),
-# helm-installs the chart, checks traffic, an agent restart and the uninstall, deletes the
-# cluster. Needs docker, kind, helm and kubectl on PATH and a kernel with AF_XDP (6.6+).
+# helm-installs the chart, checks traffic, link probes, a NetworkPolicy (ringlanectl in the
+# agent pods), an agent restart and the uninstall, deletes the cluster. Needs docker, kind,
+# helm and kubectl on PATH and a kernel with AF_XDP (6.6+).
 #   tests/e2e/run-kind.sh                       everything, cluster deleted at the end
 #   RINGLANE_E2E_KEEP=1 tests/e2e/run-kind.sh   keep the cluster (and reuse it next time)
 set -euo pipefail

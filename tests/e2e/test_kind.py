@@ -5,9 +5,12 @@
 In order (the tests share one cluster and run in file order): build the image and load it
 into the nodes, `helm install` the chart and wait; every node chained and ready; pods on both
 workers talk UDP and TCP and the agents' ring-core counters (ringlanectl in the agent pods)
-show the traffic went through the ring core; a NetworkPolicy is honoured (skipped: not
-implemented yet); an agent is deleted under traffic and traffic goes on; `helm uninstall`
-leaves every node as kind made it, and pods still talk over kindnet.
+show the traffic went through the ring core; a NetworkPolicy that admits only a labelled
+client to the server is enforced by Ringlane's programs (the server's endpoint counts the
+drops; kindnet may enforce it too, and the counter is what tells them apart), from another
+node and from the server's own node, and is listed by the agents with origin kubernetes; an
+agent is deleted under traffic and traffic goes on; `helm uninstall` leaves every node as
+kind made it, and pods still talk over kindnet.
 
 Skipped, with the reason, when docker (a reachable daemon), kind, helm or kubectl is missing,
 or without RINGLANE_E2E_KIND=1 (it creates a cluster: minutes, and a few GB).
@@ -92,6 +95,32 @@ except OSError:
     pass
 print(json.dumps({"sent": count, "received": ok, "tcp": tcp}))
 """
+# One short exchange each way to the echo server, bounded by timeouts: what a policy allows.
+PROBE = """
+import json, socket, sys
+ip = sys.argv[1]
+out = {"tcp": False, "udp": False}
+try:
+    with socket.create_connection((ip, 5001), timeout=2) as t:
+        t.settimeout(2)
+        t.sendall(b"ping")
+        out["tcp"] = t.recv(4) == b"ping"
+except OSError:
+    pass
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(0.5)
+for _ in range(3):
+    try:
+        u.sendto(b"ping", (ip, 5000))
+        if u.recv(4) == b"ping":
+            out["udp"] = True
+            break
+    except OSError:
+        pass
+print(json.dumps(out))
+"""
+POLICY = "server-from-client"
+SLEEP = "import time; time.sleep(1e9)"
 
 
 def _missing_tools() -> list[str]:
@@ -135,16 +164,30 @@ class Cluster:
         return {p["spec"]["nodeName"]: p["metadata"]["name"] for p in pods
                 if not p["metadata"].get("deletionTimestamp")}
 
-    def ctl(self, node: str, op: str) -> dict[str, Any]:
+    def ctl(self, node: str, *args: str) -> Any:
+        """`ringlanectl -o json ARGS` in the agent pod of `node` (agent/ctl.py: the proto
+        messages' fields by their JSON names, enums by short lower-case names)."""
         out = self.kubectl("-n", NS, "exec", self.agents()[node], "-c", "agent", "--",
-                           "ringlanectl", "-o", "json", op).stdout
-        result: dict[str, Any] = json.loads(out)
-        return result
+                           "ringlanectl", "-o", "json", *args).stdout
+        return json.loads(out)
 
     def counters(self, node: str) -> dict[str, int]:
-        core = self.ctl(node, "stats").get("core") or {}
-        values: dict[str, int] = (core.get("worker") or {}).get("values") or {}
-        return values
+        """The ring core's counters: `stats` is {"node", "core": {name: value}, "xdp":
+        {name: value}, "endpoints": [{"ip", "counters": {name: value}}]}."""
+        core: dict[str, int] = self.ctl(node, "stats")["core"]
+        return core
+
+    def endpoint_counters(self, node: str, ip: str) -> dict[str, int]:
+        """The XDP programs' counters of the pod `ip` on `node` (rl_ep_stats: tx_packets,
+        rx_packets, drop_policy_ingress, drop_policy_egress, ...)."""
+        for ep in self.ctl(node, "stats")["endpoints"]:
+            if ep["ip"] == ip:
+                counters: dict[str, int] = ep["counters"]
+                return counters
+        raise AssertionError(f"{ip} is not an endpoint of {node}")
+
+    def endpoint_ips(self, node: str) -> set[str]:
+        return {ep["ip"] for ep in self.ctl(node, "endpoints")}
 
     def echo(self, ip: str, count: int = 200, gap: float = 0.005) -> dict[str, int]:
         out = self.kubectl("-n", TEST_NS, "exec", "client", "--", "python", "-c", ECHO_CLIENT,
@@ -152,9 +195,34 @@ class Cluster:
         result: dict[str, int] = json.loads(out.strip().splitlines()[-1])
         return result
 
+    def probe(self, pod: str, ip: str) -> dict[str, bool]:
+        """{"tcp": ..., "udp": ...}: whether `pod` got an echo from the server at `ip`."""
+        out = self.kubectl("-n", TEST_NS, "exec", pod, "--", "python", "-c", PROBE, ip,
+                           timeout=60).stdout
+        result: dict[str, bool] = json.loads(out.strip().splitlines()[-1])
+        return result
+
+    def until(self, what: str, check: Any, timeout: float = 60) -> None:
+        """Poll `check()` until true (agents and kindnet apply a change within seconds)."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what}: not within {timeout:.0f} s")
+            time.sleep(1)
+
     def pod_ip(self, name: str) -> str:
         return self.kubectl("-n", TEST_NS, "get", "pod", name, "-o",
                             "jsonpath={.status.podIP}").stdout.strip()
+
+    def start_pod(self, name: str, node: str, labels: dict[str, str], script: str) -> None:
+        """A pod of the Ringlane image (already on the nodes) running `script` on `node`."""
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": TEST_NS, "labels": labels},
+               "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
+                        "containers": [{"name": name, "image": IMAGE,
+                                        "imagePullPolicy": "Never",
+                                        "command": ["python", "-c", script]}]}}
+        self.kubectl("apply", "-f", "-", input=json.dumps(pod))
 
 
 @pytest.fixture(scope="module")
@@ -191,15 +259,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def pods(cluster: Cluster) -> Iterator[tuple[str, str]]:
     """A server pod on the second worker and a client pod on the first: cross-node."""
     cluster.kubectl("create", "namespace", TEST_NS, check=False)
-    for name, node, script in (("server", WORKERS[1], ECHO_SERVER),
-                               ("client", WORKERS[0], "import time; time.sleep(1e9)")):
-        pod = {"apiVersion": "v1", "kind": "Pod",
-               "metadata": {"name": name, "namespace": TEST_NS, "labels": {"app": name}},
-               "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": name, "image": IMAGE,
-                                        "imagePullPolicy": "Never",
-                                        "command": ["python", "-c", script]}]}}
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    cluster.start_pod("server", WORKERS[1], {"app": "server"}, ECHO_SERVER)
+    cluster.start_pod("client", WORKERS[0], {"app": "client"}, SLEEP)
     cluster.kubectl("-n", TEST_NS, "wait", "--for=condition=Ready", "pod/server",
                     "pod/client", "--timeout=180s", timeout=240)
     try:
@@ -219,13 +280,19 @@ def test_every_node_is_chained_and_ready(cluster: Cluster) -> None:
         assert cluster.node(node, "test -x /opt/cni/bin/ringlane", check=False).returncode == 0
         status = cluster.ctl(node, "status")
         assert status["ready"] is True and status["node"] == node
+        # link probes through the overlay: every other node is probed, and answers
+        peers = {link["peerNode"] for link in cluster.ctl(node, "links")}
+        assert peers == set(nodes) - {node}, (node, peers)
+        cluster.until(f"{node}'s probes are answered", lambda node=node: all(
+            link["received"] > 0 and link["rttAvgUs"] > 0
+            for link in cluster.ctl(node, "links")), timeout=30)
 
 
 def test_cross_node_traffic_is_accelerated(cluster: Cluster, pods: tuple[str, str]) -> None:
     client_ip, server_ip = pods
     # both pods are endpoints of their node's agent (the CNI ADD, or adoption by IP)
-    assert client_ip in cluster.ctl(WORKERS[0], "status")["endpoints"]
-    assert server_ip in cluster.ctl(WORKERS[1], "status")["endpoints"]
+    assert client_ip in cluster.endpoint_ips(WORKERS[0])
+    assert server_ip in cluster.endpoint_ips(WORKERS[1])
     before = {n: cluster.counters(n) for n in WORKERS}
     result = cluster.echo(server_ip, count=200)
     after = {n: cluster.counters(n) for n in WORKERS}
@@ -238,22 +305,61 @@ def test_cross_node_traffic_is_accelerated(cluster: Cluster, pods: tuple[str, st
         assert delta[node]["encap"] >= 150 and delta[node]["decap"] >= 150, delta
 
 
-@pytest.mark.skip(reason="NetworkPolicy enforcement is not implemented yet (its own issue): "
-                         "traffic the ring core carries would bypass the policy")
 def test_network_policy_is_enforced(cluster: Cluster, pods: tuple[str, str]) -> None:
+    """Only pods labelled app=client may reach the server: an unlabelled pod on the client's
+    node (checked by the server node's rl_from_wire, on the inner packet) and one on the
+    server's own node (checked by that pod's rl_from_pod: same-node traffic never crosses
+    the underlay) are dropped, and the drops are Ringlane's: the server's endpoint counts
+    them. Deleting the policy opens the server again."""
     _client_ip, server_ip = pods
-    deny = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": "deny-client", "namespace": TEST_NS},
-            "spec": {"podSelector": {"matchLabels": {"app": "server"}},
-                     "policyTypes": ["Ingress"],
-                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "nobody"}}}]}]}}
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(deny))
+    cluster.start_pod("intruder", WORKERS[0], {"app": "intruder"}, SLEEP)
+    cluster.start_pod("neighbour", WORKERS[1], {"app": "intruder"}, SLEEP)
+    cluster.kubectl("-n", TEST_NS, "wait", "--for=condition=Ready", "pod/intruder",
+                    "pod/neighbour", "--timeout=180s", timeout=240)
+    for pod in ("client", "intruder", "neighbour"):  # open before the policy
+        cluster.until(f"{pod} reaches the server",
+                      lambda pod=pod: cluster.probe(pod, server_ip) == {"tcp": True,
+                                                                        "udp": True})
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": POLICY, "namespace": TEST_NS},
+              "spec": {"podSelector": {"matchLabels": {"app": "server"}},
+                       "policyTypes": ["Ingress"],
+                       "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}],
+                                    "ports": [{"protocol": "TCP", "port": 5001},
+                                              {"protocol": "UDP", "port": 5000}]}]}}
+    policy_id = f"kubernetes/{TEST_NS}/{POLICY}"
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(policy))
     try:
-        time.sleep(5)  # agents and kindnet see the policy
-        assert cluster.echo(server_ip, count=20)["received"] == 0
+        # every agent lists it (policies are cluster-wide); the server's says it selects it
+        for node in WORKERS:
+            cluster.until(f"{node} lists {POLICY}", lambda node=node: any(
+                p["name"] == POLICY and p["namespace"] == TEST_NS and p["origin"] == "kubernetes"
+                for p in cluster.ctl(node, "policy", "list")))
+        cluster.until("the server's ingress is isolated", lambda: policy_id in cluster.ctl(
+            WORKERS[1], "endpoints", server_ip)[0]["ingressPolicies"])
+        listed = next(p for p in cluster.ctl(WORKERS[1], "policy", "list", "-n", TEST_NS)
+                      if p["name"] == POLICY)
+        assert listed["policyTypes"] == ["Ingress"]
+        assert listed["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app": "client"}}}]
+        before = cluster.endpoint_counters(WORKERS[1], server_ip)
+        for pod in ("intruder", "neighbour"):
+            cluster.until(f"{pod} is refused", lambda pod=pod: cluster.probe(
+                pod, server_ip) == {"tcp": False, "udp": False})
+        assert cluster.probe("client", server_ip) == {"tcp": True, "udp": True}
+        result = cluster.echo(server_ip, count=50)  # the allowed client, through the ring core
+        assert result["received"] >= 49 and result["tcp"] == 200000, result
+        after = cluster.endpoint_counters(WORKERS[1], server_ip)
+        # each refused probe: a TCP SYN and its retries, three UDP datagrams, from two pods
+        drops = after["drop_policy_ingress"] - before["drop_policy_ingress"]
+        assert drops >= 8, (before, after)
     finally:
-        cluster.kubectl("-n", TEST_NS, "delete", "networkpolicy", "deny-client")
-    time.sleep(5)
+        cluster.kubectl("-n", TEST_NS, "delete", "networkpolicy", POLICY, check=False)
+    for node in WORKERS:
+        cluster.until(f"{node} forgets {POLICY}", lambda node=node: not any(
+            p["name"] == POLICY for p in cluster.ctl(node, "policy", "list", "-n", TEST_NS)))
+    for pod in ("intruder", "neighbour"):
+        cluster.until(f"{pod} reaches the server again", lambda pod=pod: cluster.probe(
+            pod, server_ip) == {"tcp": True, "udp": True})
     assert cluster.echo(server_ip, count=20)["received"] >= 19
 
 
@@ -296,7 +402,8 @@ def test_uninstall_leaves_every_node_clean(cluster: Cluster, pods: tuple[str, st
         conf = cluster.node(node, "cat /etc/cni/net.d/*").stdout
         assert "ringlane" not in conf, (node, conf)
         leftovers = cluster.node(node, "ls -d /opt/cni/bin/ringlane* /sys/fs/bpf/ringlane "
-                                       "/run/ringlane/state.json 2>/dev/null", check=False)
+                                       "/run/ringlane/state.json /run/ringlane/api.sock "
+                                       "2>/dev/null", check=False)
         assert leftovers.stdout.strip() == "", (node, leftovers.stdout)
         assert cluster.node(node, "ip link show rl-vxlan", check=False).returncode != 0
         links = cluster.node(node, "ip -d link show").stdout

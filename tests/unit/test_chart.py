@@ -131,11 +131,20 @@ MINIMAL: Obj = {
 CUSTOM_PATHS: Obj = {
     "cni": {"binDir": "/home/kubernetes/bin", "confDir": "/etc/cni/custom.d"},
     "agent": {"config": {"runDir": "/var/run/rl", "pinDir": "/sys/fs/bpf/rl2",
-                         "cniStateDir": "/var/lib/rl/cni", "healthPort": 19965},
+                         "cniStateDir": "/var/lib/rl/cni", "stateDir": "/var/lib/rl2",
+                         "healthPort": 19965},
               "netnsDir": "/var/run/netns"},
 }
+API_TLS: Obj = {
+    "agent": {"config": {"apiListen": "0.0.0.0:9966", "flowSampleEvery": 1,
+                         "probeIntervalMs": 100}},
+    "api": {"tls": {"secretName": "ringlane-api-tls"}},
+}
+NO_NETWORK_POLICY: Obj = {"agent": {"config": {"networkPolicy": False, "flowSampleEvery": 0,
+                                               "probeIntervalMs": 0}}}
 VALUE_SETS = {"default": {}, "everything-on": EVERYTHING_ON, "minimal": MINIMAL,
-              "custom-paths": CUSTOM_PATHS}
+              "custom-paths": CUSTOM_PATHS, "api-tls": API_TLS,
+              "no-network-policy": NO_NETWORK_POLICY}
 
 
 def _kube_versions() -> list[str]:
@@ -209,6 +218,22 @@ BAD_VALUES = [
     ({"agent": {"config": {"nodeName": "n1"}}}, "nodeName"),  # per pod, never in values
     ({"agent": {"config": {"busyPoll": "yes"}}}, "busyPoll"),
     ({"agent": {"config": {"extraVteps": ["10.0.0.300"]}}}, "extraVteps"),
+    ({"agent": {"config": {"stateDir": "var/lib/ringlane"}}}, "stateDir"),
+    ({"agent": {"config": {"networkPolicy": "no"}}}, "networkPolicy"),
+    ({"agent": {"config": {"flowSampleEvery": -1}}}, "flowSampleEvery"),
+    ({"agent": {"config": {"flowSampleEvery": 1048577}}}, "flowSampleEvery"),
+    ({"agent": {"config": {"probeIntervalMs": 5}}}, "probeIntervalMs"),
+    ({"agent": {"config": {"probeIntervalMs": 60001}}}, "probeIntervalMs"),
+    ({"agent": {"config": {"apiListen": "9966"}}}, "apiListen"),
+    ({"agent": {"config": {"apiListen": "0.0.0.0:0"}}}, "apiListen"),
+    ({"agent": {"config": {"apiListen": "0.0.0.0:65536"}}}, "apiListen"),
+    ({"agent": {"config": {"apiTlsCert": "tls.crt"}}}, "apiTlsCert"),
+    # TCP without TLS: the agent would refuse to start; the schema refuses first
+    ({"agent": {"config": {"apiListen": ":9966"}}}, "apiTlsCert"),
+    ({"agent": {"config": {"apiListen": ":9966", "apiTlsCert": "/c", "apiTlsKey": "/k"}}},
+     "apiTlsCa"),
+    ({"api": {"tls": {"secretName": "Not_A_Name"}}}, "secretName"),
+    ({"api": {"tls": {"secret": "x"}}}, "secret"),
     ({"agent": {"confg": {}}}, "confg"),
     ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
     ({"image": {"repository": ""}}, "repository"),
@@ -304,8 +329,9 @@ def test_host_paths_are_mounted_where_the_host_has_them(values: Obj) -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     host = {name: v["hostPath"]["path"] for name, v in volumes.items() if "hostPath" in v}
     assert host == {"bpffs": "/sys/fs/bpf", "run": c["runDir"], "cni-state": c["cniStateDir"],
-                    "netns": merged["agent"]["netnsDir"], "cni-bin": cni["binDir"],
-                    "cni-conf": cni["confDir"]}
+                    "state": c["stateDir"], "netns": merged["agent"]["netnsDir"],
+                    "cni-bin": cni["binDir"], "cni-conf": cni["confDir"]}
+    assert host["state"] in {m["mountPath"] for m in container(pod, "agent")["volumeMounts"]}
     for name in ("agent", "cni"):
         for m in container(pod, name)["volumeMounts"]:
             if m["name"] in host:
@@ -323,6 +349,7 @@ def test_probes_and_metrics_port_are_the_agents_health_port(values: Obj) -> None
     port = yaml.safe_load(find(objs, "ConfigMap")["data"]["config.yaml"])["healthPort"]
     agent = container(pod_spec(objs), "agent")
     assert agent["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    # without apiListen the API is the unix socket only: no port
     assert agent["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert agent["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert agent["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
@@ -343,6 +370,57 @@ def test_agent_command_line_and_config_are_what_the_agent_accepts(
     file_values = yaml.safe_load(find(default_objs, "ConfigMap")["data"]["config.yaml"])
     cfg = config.load(file_values, env={"RINGLANE_NODE_NAME": "node-a"})  # validates
     assert cfg.node_name == "node-a" and cfg.health_port == 9965 and cfg.hugepages is False
+    # `kubectl exec ... -c agent -- ringlanectl` finds the API wherever runDir is
+    assert env["RINGLANE_API_SOCKET"]["value"] == str(cfg.api_socket)
+    assert cfg.network_policy is True and cfg.api_listen == ""
+
+
+def test_ringlanectl_finds_the_api_socket_in_custom_paths() -> None:
+    objs = objects(render(CUSTOM_PATHS))
+    env = {e["name"]: e for e in container(pod_spec(objs), "agent")["env"]}
+    cfg = config.load(yaml.safe_load(find(objs, "ConfigMap")["data"]["config.yaml"]), env={})
+    assert env["RINGLANE_API_SOCKET"]["value"] == str(cfg.api_socket) == "/var/run/rl/api.sock"
+
+
+def test_api_tls_secret_is_mounted_and_configured() -> None:
+    """api.tls.secretName: the Secret's three files where the agent's config says they are,
+    read-only, and the TCP listener's port declared on the pod (hostNetwork: the node's)."""
+    objs = objects(render(API_TLS))
+    pod = pod_spec(objs)
+    agent = container(pod, "agent")
+    cfg = config.load(yaml.safe_load(find(objs, "ConfigMap")["data"]["config.yaml"]), env={})
+    assert cfg.api_listen == "0.0.0.0:9966"
+    volume = {v["name"]: v for v in pod["volumes"]}["api-tls"]
+    assert volume["secret"]["secretName"] == "ringlane-api-tls"
+    files = {i["key"]: i["path"] for i in volume["secret"]["items"]}
+    assert files == {"tls.crt": "tls.crt", "tls.key": "tls.key", "ca.crt": "ca.crt"}
+    mount = {m["name"]: m for m in agent["volumeMounts"]}["api-tls"]
+    assert mount["readOnly"] is True
+    assert (cfg.api_tls_cert, cfg.api_tls_key, cfg.api_tls_ca) == tuple(
+        f"{mount['mountPath']}/{files[k]}" for k in ("tls.crt", "tls.key", "ca.crt"))
+    assert {"name": "api", "containerPort": 9966, "protocol": "TCP"} in agent["ports"]
+    # only the agent gets the key
+    assert "api-tls" not in {m["name"] for m in container(pod, "cni")["volumeMounts"]}
+    # paths given explicitly win over the Secret's defaults
+    explicit = {**API_TLS, "agent": {"config": {**API_TLS["agent"]["config"],
+                                                "apiTlsCa": "/var/lib/ringlane/ca.pem"}}}
+    cm = yaml.safe_load(find(objects(render(explicit)), "ConfigMap")["data"]["config.yaml"])
+    assert cm["apiTlsCa"] == "/var/lib/ringlane/ca.pem"
+    assert cm["apiTlsCert"] == "/etc/ringlane/tls/tls.crt"
+
+
+def test_no_secret_no_tls_mount_and_no_api_port(default_objs: list[Obj]) -> None:
+    pod = pod_spec(default_objs)
+    assert "api-tls" not in {v["name"] for v in pod["volumes"]}
+    assert [p["name"] for p in container(pod, "agent")["ports"]] == ["metrics"]
+    # TCP with paths the operator provides (e.g. under stateDir) needs no Secret
+    values = {"agent": {"config": {"apiListen": "10.0.0.1:9966",
+                                   "apiTlsCert": "/var/lib/ringlane/tls/tls.crt",
+                                   "apiTlsKey": "/var/lib/ringlane/tls/tls.key",
+                                   "apiTlsCa": "/var/lib/ringlane/tls/ca.crt"}}}
+    objs = objects(render(values))
+    assert "api-tls" not in {v["name"] for v in pod_spec(objs)["volumes"]}
+    config.load(yaml.safe_load(find(objs, "ConfigMap")["data"]["config.yaml"]), env={})
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
@@ -485,8 +563,12 @@ def test_names_fit_kubernetes_limits() -> None:
 def test_notes_tell_how_to_check() -> None:
     notes = render()["ringlane/templates/NOTES.txt"]
     for needed in ("rollout status daemonset/ringlane", "ringlanectl status",
-                   "ringlanectl stats", "/metrics", "logs ds/ringlane -c cni"):
+                   "ringlanectl endpoints", "ringlanectl stats", "/metrics",
+                   "logs ds/ringlane -c cni", "ringlanectl links", "ringlanectl policy list",
+                   "ringlanectl flows"):
         assert needed in notes, needed
+    assert "NOT enforced" not in notes
+    assert "NOT enforced" in render(NO_NETWORK_POLICY)["ringlane/templates/NOTES.txt"]
 
 
 # -- generated files ---------------------------------------------------------------------

@@ -70,6 +70,32 @@ app.kubernetes.io/name={{ include "ringlane.name" . }},app.kubernetes.io/instanc
 {{- end }}
 {{- end -}}
 
+{{/* Where the agent container sees api.tls.secretName's Secret. */}}
+{{- define "ringlane.tlsDir" -}}/etc/ringlane/tls{{- end -}}
+
+{{/* The agent's configuration file: agent.config, with the API's TLS paths defaulted to the
+     files of api.tls.secretName's Secret when it is set. */}}
+{{- define "ringlane.agentConfig" -}}
+{{- $c := deepCopy .Values.agent.config -}}
+{{- if .Values.api.tls.secretName -}}
+{{- range $key, $file := dict "apiTlsCert" "tls.crt" "apiTlsKey" "tls.key" "apiTlsCa" "ca.crt" -}}
+{{- if not (get $c $key) -}}
+{{- $_ := set $c $key (printf "%s/%s" (include "ringlane.tlsDir" $) $file) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $c -}}
+{{- end -}}
+
+{{/* The TCP port of agent.config.apiListen (host:port), or 0 when it is empty. */}}
+{{- define "ringlane.apiPort" -}}
+{{- if .Values.agent.config.apiListen -}}
+{{- regexReplaceAll "^.*:" .Values.agent.config.apiListen "" | int -}}
+{{- else -}}
+0
+{{- end -}}
+{{- end -}}
+
 {{/* Checks the schema cannot express (relations between keys). */}}
 {{- define "ringlane.validate" -}}
 {{- $c := .Values.agent.config -}}
