@@ -1,10 +1,11 @@
 """`ringlane demo`: a multi-node cluster in network namespaces, accelerated, measured, removed.
 
 Builds the sandbox (agent.sandbox), starts one real agent per node, sends ping, UDP and TCP
-between pods on different nodes, then stops the agents (SIGTERM with detachOnStop: the kernel
-VXLAN fallback stays, our XDP programs go) and sends the same traffic over the kernel path,
-and prints both side by side with the ring core's counters. Everything is removed on exit,
-Ctrl-C and error.
+between pods on different nodes, shows the link health the ring cores measure and a policy
+applied through the gRPC API taking effect and going away, then stops the agents (SIGTERM
+with detachOnStop: the kernel VXLAN fallback stays, our XDP programs go) and sends the same
+traffic over the kernel path, and prints both side by side with the ring core's counters.
+Everything is removed on exit, Ctrl-C and error.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ from __future__ import annotations
 import signal
 import sys
 from dataclasses import dataclass
+from ipaddress import IPv4Network
 from typing import Any
 
 from agent import traffic
+from agent.api import convert
+from agent.api.client import Client
 from agent.errors import RinglaneError
+from agent.policy.model import CidrPeer, Direction, LabelSelector, Policy, Rule
 from agent.sandbox import Sandbox
 
 
@@ -59,6 +64,31 @@ def _counters(sb: Sandbox) -> list[tuple[str, dict[str, Any]]]:
     return rows
 
 
+def _links_and_policy(sb: Sandbox) -> None:
+    """What the API shows of the overlay, and a policy that isolates one pod from another
+    node's pods, applied and deleted while pinging through it."""
+    n1, n2 = sb.nodes[0], sb.nodes[1]
+    src, dst = n1.pods[0], n2.pods[0]
+    with Client.unix(n1.run_dir / "api.sock") as api:
+        for link in api.links():
+            print(f"  link {n1.name} -> {link.peer_node}: RTT avg {link.rtt_avg_us:.0f} us "
+                  f"(min {link.rtt_min_us:.0f}), jitter {link.jitter_us:.0f} us, loss "
+                  f"{100 * link.loss_ratio:.0f}% over {link.received} probe replies "
+                  "through the overlay, during the traffic above")
+        policy = Policy("demo-isolate", "default",
+                        subject=LabelSelector.of({"pod": src.name}),
+                        directions=frozenset({Direction.EGRESS}),
+                        egress=(Rule(peers=(CidrPeer(IPv4Network("0.0.0.0/0"),
+                                                     frozenset({n2.pod_cidr})),)),))
+        api.apply([convert.policy_to_proto(policy)])
+        blocked = traffic.ping(src, dst, count=5, interval=0.02, timeout=0.3)
+        api.delete([("default", policy.name)])
+        back = traffic.ping(src, dst, count=5, interval=0.02)
+    print(f"  policy {policy.name} ({src.name} may not send to {n2.pod_cidr}): ping "
+          f"{src.name} -> {dst.name} {blocked.received}/{blocked.sent} while applied, "
+          f"{back.received}/{back.sent} after delete")
+
+
 def run(*, nodes: int = 2, pods: int = 2, seconds: float = 3.0) -> int:
     def _interrupt(*_: object) -> None:
         raise KeyboardInterrupt
@@ -71,6 +101,7 @@ def run(*, nodes: int = 2, pods: int = 2, seconds: float = 3.0) -> int:
         print(f"  agents ready on {', '.join(n.name for n in sb.nodes)}; measuring the ring core")
         ring = _measure(sb, seconds)
         counters = _counters(sb)
+        _links_and_policy(sb)
         for node in sb.nodes:
             sb.stop_agent(node)
         print("  agents stopped (SIGTERM keeps the kernel VXLAN fallback, programs detached); "
