@@ -1,4 +1,6 @@
-"""`python -m bench [--quick] [--json FILE] [--reps N] [--plot FILE.png]` (as root); see bench/run.py."""
+"""`python -m bench [--quick] [--json FILE] [--reps N] [--plot FILE.png]` (as root).
+
+See bench/run.py."""
 
 import sys
 

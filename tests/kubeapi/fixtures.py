@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from agent.sandbox import Sandbox
 from tests.kubeapi.server import FakeKubeAPI
+from tests.nsutil import entered
 
 
 @pytest.fixture
@@ -31,3 +34,15 @@ def wait_until(cond: Callable[[], object], timeout: float = 5.0, what: str = "")
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or cond}")
         time.sleep(0.01)
+
+
+@contextmanager
+def api_on_switch(sb: Sandbox, kubeconfig: Path) -> Iterator[FakeKubeAPI]:
+    """An endpoint listening on the switch of a sandbox of 3 or more nodes (192.168.250.254,
+    which every node reaches on its underlay), with the sandbox's agents pointed at it."""
+    assert sb.switch_netns is not None, "a sandbox of 3 or more nodes has a switch"
+    with entered(f"/run/netns/{sb.switch_netns}"):
+        api = FakeKubeAPI(bookmark_interval=0.5, host="192.168.250.254")
+    with api:
+        sb.kubeconfig = api.write_kubeconfig(kubeconfig)
+        yield api

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -19,16 +19,10 @@ from agent import traffic
 from agent.control import request
 from agent.sandbox import Node, Sandbox
 from tests.conftest import require_root, require_tools
+from tests.kubeapi.fixtures import api_on_switch, wait_until
 from tests.kubeapi.server import FakeKubeAPI, node, pod
-from tests.nsutil import entered
 
-
-def wait_for(cond: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+wait_for = partial(wait_until, timeout=15.0)
 
 
 class Cluster:
@@ -63,11 +57,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     sb = Sandbox(nodes=3, pods=1)
     try:
         sb.up()
-        assert sb.switch_netns is not None
-        with entered(f"/run/netns/{sb.switch_netns}"):
-            api = FakeKubeAPI(bookmark_interval=0.5, host="192.168.250.254")
-        with api:
-            sb.kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        with api_on_switch(sb, tmp_path / "kubeconfig") as api:
             c = Cluster(sb, api)
             for n in sb.nodes[:2]:  # n3 joins later
                 c.add_node(n)

@@ -7,8 +7,7 @@ and while an unrelated policy churns."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
@@ -38,8 +37,8 @@ from agent.policy.model import (
 from agent.reachability import PortServer, Target, probe
 from agent.sandbox import Pod, Sandbox
 from tests.conftest import require_root, require_tools
+from tests.kubeapi.fixtures import api_on_switch, wait_until
 from tests.kubeapi.server import FakeKubeAPI, namespace, node, pod
-from tests.nsutil import entered
 from tests.policy_reference import reachable
 
 # pod -> (namespace, labels, named TCP ports)
@@ -55,14 +54,6 @@ NAMESPACES = {"prod": {"env": "prod"}, "dev": {"env": "dev"}}
 TCP_PORTS, UDP_PORTS = (80, 5432, 8080), (53,)
 PROBES = [(Protocol.TCP, p) for p in TCP_PORTS] + [(Protocol.UDP, p) for p in UDP_PORTS] + [
     (Protocol.ICMP, 0)]
-
-
-def wait_for(cond: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def netpol_obj(name: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +124,7 @@ class PolicyCluster:
         self.api_policies = {p.id: p for p in api}
         ids = sorted([f"kubernetes/{k}" for k in want] + [p.id for p in api])
         for name, client in self.clients.items():
-            wait_for(lambda c=client: self.enforced(c) == ids,  # type: ignore[misc]
+            wait_until(lambda c=client: self.enforced(c) == ids,  # type: ignore[misc]
                      what=f"{name} to enforce {ids}")
 
     @staticmethod
@@ -180,11 +171,7 @@ def policy_cluster(tmp_path: Path) -> Iterator[PolicyCluster]:
     clients: dict[str, Client] = {}
     try:
         sb.up()
-        assert sb.switch_netns is not None
-        with entered(f"/run/netns/{sb.switch_netns}"):
-            api = FakeKubeAPI(bookmark_interval=0.5, host="192.168.250.254")
-        with api:
-            sb.kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        with api_on_switch(sb, tmp_path / "kubeconfig") as api:
             for ns, labels in NAMESPACES.items():
                 api.add("namespaces", namespace(ns, **labels))
             pods: dict[str, tuple[Pod, PodRef]] = {}
@@ -203,8 +190,8 @@ def policy_cluster(tmp_path: Path) -> Iterator[PolicyCluster]:
             for p, _ in pods.values():
                 servers.append(PortServer(p, TCP_PORTS, UDP_PORTS))
             for name, c in clients.items():
-                wait_for(lambda c=c: len(c.endpoints()) == 2,  # type: ignore[misc]
-                         what=f"{name} to adopt its pods")
+                wait_until(lambda c=c: len(c.endpoints()) == 2,  # type: ignore[misc]
+                           timeout=20, what=f"{name} to adopt its pods")
             yield PolicyCluster(sb, api, pods, clients)
     finally:
         for c in clients.values():

@@ -14,7 +14,7 @@ from bench.report import Ratio, Results, Section
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
-FULL = ROOT / "bench" / "results" / "2026-11-25-full-9151880.json"
+FULL = ROOT / "docs" / "benchmarks-9151880.json"  # the full run docs/benchmarks.md quotes
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
