@@ -434,6 +434,10 @@ def run(argv: Sequence[str]) -> int:
             where = args.address or f"unix:{args.socket}"
             _err(f"cannot reach the agent at {where}: {exc.details} (is the agent running?)")
             return UNREACHABLE
+        if exc.code == "DEADLINE_EXCEEDED" and not exc.reason:
+            _err(f"no answer from the agent in time: {exc.details}; a change may or may not "
+                 "have been made (check with `ringlanectl policy list`)")
+            return UNREACHABLE
         _err(f"the agent refused: {exc.code}: {exc.details}")
         return REFUSED
 

@@ -112,7 +112,7 @@ class FlowHub:
                 continue
             try:
                 records = src.read(0.2, READ_BATCH)
-            except OSError as exc:
+            except Exception as exc:  # a bad record must not end every stream
                 log.warning("flows.read_failed", error=str(exc))
                 self._stop.wait(1.0)
                 continue

@@ -8,6 +8,7 @@ import dataclasses
 import threading
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
 import structlog
 
@@ -50,30 +51,43 @@ def policy_inventory(cluster: ClusterState, endpoints: Iterable[Endpoint],
     """Every pod and namespace, with this node's endpoints' addresses filled in from the CNI:
     a pod is subject to policy from its ADD on, before the API shows its IP."""
     local = {e.name: e.ip for e in endpoints}
+    holder = {ip: name for name, ip in local.items()}
     pods = []
     for p in cluster.all_pods():
-        ip = local.get(f"{p.namespace}/{p.name}")
-        pods.append(dataclasses.replace(p, ip=ip) if ip is not None and p.ip != ip else p)
+        name = f"{p.namespace}/{p.name}"
+        ip = local.get(name)
+        if ip is not None and p.ip != ip:
+            p = dataclasses.replace(p, ip=ip)
+        elif p.ip in holder and holder[p.ip] != name:
+            # a terminating pod whose address IPAM already gave to a pod here: the address
+            # is the new pod's, and so are the labels that select it
+            p = dataclasses.replace(p, ip=None)
+        pods.append(p)
     return Inventory(tuple(pods), cluster.namespaces(), node_addresses)
 
 
 class KubePolicies:
-    """The NetworkPolicies as Policies, translated once per change of the cluster (and their
-    warnings and errors logged once)."""
+    """The NetworkPolicies as Policies, translated again only when the objects changed, with
+    their warnings and errors logged when they change (not on every pod event)."""
 
     def __init__(self, cluster: ClusterState) -> None:
         self._cluster = cluster
         self._lock = threading.Lock()
         self._generation = -1
+        self._objects: dict[str, Any] = {}
         self._policies: list[Policy] = []
+        self._messages: list[str] = []
 
     def __call__(self) -> list[Policy]:
         with self._lock:
             gen = self._cluster.generation
             if gen != self._generation:
-                policies, messages = netpol.translate_all(self._cluster.policies())
-                if [p.key for p in policies] != [p.key for p in self._policies] or messages:
-                    for m in messages:
+                self._generation = gen
+                objects = self._cluster.policies()
+                if objects != self._objects:
+                    self._objects = objects
+                    self._policies, messages = netpol.translate_all(objects)
+                    for m in sorted(set(messages) - set(self._messages)):
                         log.warning("netpol.translation", message=m)
-                self._policies, self._generation = policies, gen
+                    self._messages = messages
             return list(self._policies)

@@ -115,7 +115,7 @@ def serve_kubernetes(cfg: configmod.AgentConfig, kubeconfig: Path | None) -> int
             cfg, dp, lambda: kube_source.remote_nodes(cluster, cfg.node_name),
             lambda: kube_source.pod_endpoints(cluster, pod_cidr),
             inventory=lambda eps: kube_source.policy_inventory(
-                cluster, eps, links.node_ipv4_addresses()),
+                cluster, eps, links.route_sources(e.ip for e in eps)),
             kube_policies=kube_source.KubePolicies(cluster) if cfg.network_policy else tuple)
 
         if agent.health is not None:

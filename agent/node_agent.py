@@ -29,7 +29,7 @@ from agent.flows import FlowHub
 from agent.metrics import HealthServer, TelemetryCollector
 from agent.netlink import links
 from agent.node_api import NodeBackend
-from agent.policy.compile import Compiled, PolicyLimitError
+from agent.policy.compile import Compiled, PolicyLimitError, compile_closed
 from agent.policy.engine import PolicyEngine
 from agent.policy.model import Inventory, PodRef, Policy
 from agent.reconcile.reconciler import Desired, Reconciler
@@ -51,7 +51,7 @@ def _field(req: dict[str, Any], name: str) -> str:
 
 def static_inventory(pods: Sequence[PodRef]) -> Callable[[list[Endpoint]], Inventory]:
     """Policy's view of a cluster without an API: the static config's `pods`."""
-    return lambda _endpoints: Inventory(tuple(pods), {}, links.node_ipv4_addresses())
+    return lambda eps: Inventory(tuple(pods), {}, links.route_sources(e.ip for e in eps))
 
 
 class NodeAgent:
@@ -112,13 +112,15 @@ class NodeAgent:
         eps = self._endpoints()
         self.engine.refresh()
         policies = self.engine.policies()
+        inventory = self._inventory(list(eps.values()))
+        error = None
         try:
-            self.compiled = self.engine.compile(self._inventory(list(eps.values())), eps,
-                                                policies)
-        except PolicyLimitError as exc:  # the last good policy stays in force
-            return Desired(remotes=self._remotes(), endpoints=eps, policy_error=str(exc))
+            self.compiled = self.engine.compile(inventory, eps, policies)
+        except PolicyLimitError as exc:  # fail closed: isolated pods deny all, reported
+            error = f"{exc}; enforcing deny-all for every isolated pod until it fits"
+            self.compiled = compile_closed(policies, inventory, eps)
         return Desired(remotes=self._remotes(), endpoints=eps, policy=self.compiled.entries,
-                       policy_ids=tuple(p.id for p in policies))
+                       policy_error=error, policy_ids=tuple(p.id for p in policies))
 
     def status(self) -> dict[str, Any]:
         return {"node": self.cfg.node_name, "ready": self.ready.is_set(),

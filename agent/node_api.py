@@ -36,9 +36,11 @@ class NodeBackend:
         if not a.reconciler.wait_pass(a.reconciler.trigger(), PROGRAM_WAIT_SECONDS):
             raise RinglaneError(f"policy stored but not programmed within "
                                 f"{PROGRAM_WAIT_SECONDS:.0f}s; the agent keeps retrying")
-        failed = a.reconciler.last.failed.get("policy")
-        if failed:
-            raise RinglaneError(f"policy stored but not programmed: {failed}")
+        failed = a.reconciler.last.failed
+        why = failed.get("policy") or failed.get("pass")
+        if why:
+            raise RinglaneError(f"policy stored but not programmed: {why}; the agent keeps "
+                                "retrying")
         return a.engine.revision
 
     def apply_policies(self, policies: Sequence[Policy]) -> int:

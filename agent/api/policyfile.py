@@ -143,6 +143,8 @@ def _selector(value: Any, path: str) -> ppb.LabelSelector:
 
 def _peer(value: Any, path: str) -> ppb.Peer:
     doc = _mapping(value, path, ("podSelector", "namespaceSelector", "ipBlock"))
+    # a key with no value is absent, as in Kubernetes (a null namespaceSelector is not {})
+    doc = {k: v for k, v in doc.items() if v is not None}
     if "ipBlock" in doc:
         if "podSelector" in doc or "namespaceSelector" in doc:
             raise _Bad(path, "ipBlock cannot be combined with podSelector or "
@@ -157,7 +159,7 @@ def _peer(value: Any, path: str) -> ppb.Peer:
         raise _Bad(path, "empty peer: give podSelector, namespaceSelector or ipBlock")
     pods = ppb.PodPeer(pod_selector=_selector(doc.get("podSelector"),
                                               _join(path, "podSelector")))
-    if "namespaceSelector" in doc:
+    if doc.get("namespaceSelector") is not None:
         pods.namespace_selector.CopyFrom(_selector(doc["namespaceSelector"],
                                                    _join(path, "namespaceSelector")))
     return ppb.Peer(pods=pods)

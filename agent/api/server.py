@@ -193,7 +193,8 @@ class _Streams:
                 raise ApiStatus(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"{MAX_STREAMS} streams are open on this agent; close one")
             self._open.add(stop)
-        context.add_callback(stop.set)  # the client cancelled or went away
+        if not context.add_callback(stop.set):  # the client cancelled or went away...
+            stop.set()  # ...already: the RPC is over before the stream began
         try:
             yield stop
         finally:

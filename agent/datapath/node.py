@@ -325,10 +325,11 @@ class NodeDatapath:
         log.info("endpoint.removed", pod=s.endpoint.name, ip=str(ip), slot=s.slot)
 
     def endpoints(self) -> dict[IPv4Address, int]:
-        return {ip: s.slot for ip, s in self._served.items()}
+        # a copy first: API and metrics threads read while the reconciler changes it
+        return {ip: s.slot for ip, s in dict(self._served).items()}
 
     def programmed_endpoints(self) -> dict[IPv4Address, Endpoint]:
-        return {ip: s.endpoint for ip, s in self._served.items()}
+        return {ip: s.endpoint for ip, s in dict(self._served).items()}
 
     def remotes(self) -> dict[str, RemoteNode]:
         return dict(self._remotes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
@@ -90,13 +90,20 @@ def ipv4_addresses(name: str) -> list[IPv4Interface]:
         ]
 
 
-def node_ipv4_addresses() -> frozenset[IPv4Address]:
-    """Every IPv4 address of this network namespace but loopback's: where the node's own
-    traffic to its pods (kubelet probes) comes from."""
+def route_sources(dsts: Iterable[IPv4Address]) -> frozenset[IPv4Address]:
+    """The source address this node's own packets to each of `dsts` would carry (the route's
+    preferred source): where the node's traffic to its pods, kubelet probes included, comes
+    from. Addresses the node merely holds (Service IPs on kube-ipvs0, say) are not in it."""
+    out: set[IPv4Address] = set()
     with rtnl() as ipr:
-        return frozenset(IPv4Address(a.get_attr("IFA_ADDRESS"))
-                         for a in ipr.get_addr(family=2)
-                         if not IPv4Address(a.get_attr("IFA_ADDRESS")).is_loopback)
+        for dst in dsts:
+            try:
+                routes = ipr.route("get", dst=str(dst))
+            except NetlinkError:
+                continue  # no route (the pod is going away): nothing to allow
+            out.update(IPv4Address(src) for r in routes
+                       if (src := r.get_attr("RTA_PREFSRC")) is not None)
+    return frozenset(out)
 
 
 def default_route_interface() -> str:

@@ -16,7 +16,7 @@ for ingress, each peer pod for egress). The data path therefore never sees a lab
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import NamedTuple
@@ -125,6 +125,10 @@ class _Resolver:
 
     def __init__(self, inv: Inventory) -> None:
         self.inv = inv
+        # a rule's peers resolve the same for every endpoint it applies to
+        self._cidrs: dict[tuple[str, Rule], list[tuple[IPv4Network,
+                                                       frozenset[IPv4Network]]]] = {}
+        self._pods: dict[tuple[str, Rule], list[PodRef]] = {}
         self.pods_with_ip = [p for p in inv.pods if p.ip is not None]
         self.by_ip = {p.ip: p for p in self.pods_with_ip}
 
@@ -169,6 +173,13 @@ class _Resolver:
 
     def peer_cidrs(self, policy: Policy,
                    rule: Rule) -> list[tuple[IPv4Network, frozenset[IPv4Network]]]:
+        key = (policy.namespace, rule)
+        if key not in self._cidrs:
+            self._cidrs[key] = self._peer_cidrs(policy, rule)
+        return self._cidrs[key]
+
+    def _peer_cidrs(self, policy: Policy,
+                    rule: Rule) -> list[tuple[IPv4Network, frozenset[IPv4Network]]]:
         if not rule.peers:
             return [(ALL, frozenset())]
         out: list[tuple[IPv4Network, frozenset[IPv4Network]]] = []
@@ -182,6 +193,12 @@ class _Resolver:
 
     def peer_pods(self, policy: Policy, rule: Rule) -> list[PodRef]:
         """Known pods among the rule's peers (a CIDR peer: the pods inside it)."""
+        key = (policy.namespace, rule)
+        if key not in self._pods:
+            self._pods[key] = self._peer_pods(policy, rule)
+        return self._pods[key]
+
+    def _peer_pods(self, policy: Policy, rule: Rule) -> list[PodRef]:
         if not rule.peers:
             return list(self.pods_with_ip)
         found: dict[IPv4Address | None, PodRef] = {}
@@ -194,38 +211,54 @@ class _Resolver:
         return list(found.values())
 
 
+Prefix = tuple[int, int]  # (network address as an int, prefix length): cheap to hash
+
+
+def _key(net: IPv4Network) -> Prefix:
+    return int(net.network_address), net.prefixlen
+
+
+def _supernets(p: Prefix) -> list[Prefix]:
+    """`p` and every prefix that contains it, longest first (33 at most)."""
+    addr, plen = p
+    return [(addr & ((0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF), n) for n in range(plen, -1, -1)]
+
+
 def _trie(ep: IPv4Address, direction: Direction,
           allows: list[_Allow]) -> list[PolicyEntry]:
-    """The entries of one isolated (endpoint, direction): every prefix with its union."""
-    prefixes = {ALL} | {a.cidr for a in allows} | {e for a in allows for e in a.excepts}
-    value: dict[IPv4Network, tuple[PortRange, ...]] = {}
+    """The entries of one isolated (endpoint, direction): every prefix with its union.
+
+    Linear in the prefixes: the rules that contain a prefix are found among its 33
+    supernets (by exact CIDR), and an exception contains it iff it is one of them."""
+    by_cidr: dict[Prefix, list[tuple[frozenset[Prefix], frozenset[PortRange]]]] = {}
+    for a in allows:
+        by_cidr.setdefault(_key(a.cidr), []).append(
+            (frozenset(_key(e) for e in a.excepts), a.ranges))
+    prefixes = {(0, 0)} | set(by_cidr) | {
+        x for rules in by_cidr.values() for excepts, _ in rules for x in excepts}
+    value: dict[Prefix, tuple[PortRange, ...]] = {}
     for p in prefixes:
-        value[p] = normalize(r for a in allows
-                             if p.subnet_of(a.cidr) and not any(p.subnet_of(e) for e in a.excepts)
-                             for r in a.ranges)
+        sups = _supernets(p)
+        inside = set(sups)
+        value[p] = normalize(r for s in sups for excepts, ranges in by_cidr.get(s, ())
+                             if not excepts & inside for r in ranges)
         if len(value[p]) > MAX_RANGES:
             raise PolicyLimitError(
-                f"endpoint {ep} {direction.value}: peer {p} needs {len(value[p])} port "
-                f"ranges; the data path holds {MAX_RANGES} per peer (merge ports or ranges)")
+                f"endpoint {ep} {direction.value}: peer {IPv4Network(p)} needs "
+                f"{len(value[p])} port ranges; the data path holds {MAX_RANGES} per peer "
+                "(merge ports or ranges)")
     out = []
-    for p in sorted(prefixes, key=lambda n: (n.prefixlen, n.network_address)):
+    for p in sorted(prefixes, key=lambda k: (k[1], k[0])):
         # a prefix that says what its nearest enclosing prefix says adds nothing
-        parent = next((q for q in sorted(prefixes, key=lambda n: -n.prefixlen)
-                       if q.prefixlen < p.prefixlen and p.subnet_of(q)), None)
+        parent = next((s for s in _supernets(p)[1:] if s in prefixes), None)
         if parent is None or value[parent] != value[p]:
-            out.append(PolicyEntry(ep, direction, p, value[p]))
+            out.append(PolicyEntry(ep, direction, IPv4Network(p), value[p]))
     return out
 
 
-def compile_policies(policies: Sequence[Policy], inventory: Inventory,
-                     local: Iterable[IPv4Address]) -> Compiled:
-    """The trie entries for this node's endpoints `local`. An endpoint the inventory does not
-    know (no namespace, no labels) is selected by no policy. Raises PolicyLimitError."""
-    res = _Resolver(inventory)
-    node = [_Allow(IPv4Network(a), frozenset(), frozenset({_ANY}))
-            for a in sorted(inventory.node_addresses)]
-    entries: list[PolicyEntry] = []
-    selected: dict[IPv4Address, dict[Direction, tuple[str, ...]]] = {}
+def _selection(res: _Resolver, policies: Sequence[Policy], local: Iterable[IPv4Address]
+               ) -> Iterator[tuple[PodRef, Direction, list[Policy]]]:
+    """Each local endpoint the inventory knows, in each direction some policy selects it."""
     for ip in sorted(set(local)):
         ep = res.by_ip.get(ip)
         if ep is None:
@@ -234,15 +267,49 @@ def compile_policies(policies: Sequence[Policy], inventory: Inventory,
             chosen = [p for p in policies
                       if direction in p.directions and p.namespace == ep.namespace
                       and p.subject.matches(ep.label_map)]
-            if not chosen:
-                continue
-            selected.setdefault(ip, {})[direction] = tuple(p.id for p in chosen)
-            allows = [a for p in chosen for rule in p.rules(direction)
-                      for a in res.allows(p, rule, direction, ep)]
-            if direction is Direction.EGRESS:
-                allows += node
-            entries += _trie(ip, direction, allows)
+            if chosen:
+                yield ep, direction, chosen
+
+
+def _node_allows(inventory: Inventory) -> list[_Allow]:
+    return [_Allow(IPv4Network(a), frozenset(), frozenset({_ANY}))
+            for a in sorted(inventory.node_addresses)]
+
+
+def compile_policies(policies: Sequence[Policy], inventory: Inventory,
+                     local: Iterable[IPv4Address]) -> Compiled:
+    """The trie entries for this node's endpoints `local`. An endpoint the inventory does not
+    know (no namespace, no labels) is selected by no policy. Raises PolicyLimitError."""
+    res = _Resolver(inventory)
+    node = _node_allows(inventory)
+    entries: list[PolicyEntry] = []
+    selected: dict[IPv4Address, dict[Direction, tuple[str, ...]]] = {}
+    for ep, direction, chosen in _selection(res, policies, local):
+        assert ep.ip is not None  # by_ip holds only pods with an address
+        selected.setdefault(ep.ip, {})[direction] = tuple(p.id for p in chosen)
+        allows = [a for p in chosen for rule in p.rules(direction)
+                  for a in res.allows(p, rule, direction, ep)]
+        if direction is Direction.EGRESS:
+            allows += node
+        entries += _trie(ep.ip, direction, allows)
     if len(entries) > MAX_ENTRIES:
         raise PolicyLimitError(f"policies compile to {len(entries)} entries; the data path "
                                f"holds {MAX_ENTRIES}")
+    return Compiled(tuple(entries), selected)
+
+
+def compile_closed(policies: Sequence[Policy], inventory: Inventory,
+                   local: Iterable[IPv4Address]) -> Compiled:
+    """What to enforce when the policies do not fit the maps: every endpoint a policy
+    isolates denies everything in that direction (replies and its node's traffic still pass).
+    Failing closed: never more than the policies allow, and a pod started meanwhile is
+    isolated as its policies say, not left open."""
+    res = _Resolver(inventory)
+    node = _node_allows(inventory)
+    entries: list[PolicyEntry] = []
+    selected: dict[IPv4Address, dict[Direction, tuple[str, ...]]] = {}
+    for ep, direction, chosen in _selection(res, policies, local):
+        assert ep.ip is not None
+        selected.setdefault(ep.ip, {})[direction] = tuple(p.id for p in chosen)
+        entries += _trie(ep.ip, direction, node if direction is Direction.EGRESS else [])
     return Compiled(tuple(entries), selected)

@@ -9,8 +9,10 @@ refused with nothing changed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from ipaddress import IPv4Address
@@ -114,25 +116,39 @@ class PolicyEngine:
                                          "kubectl")
                 else:
                     raise PolicyNotFound(f"no API policy {ns}/{name}")
-            self._commit(trial)
+            # no limit check: a delete must always be possible (what does not fit is
+            # enforced closed, see NodeAgent.desired)
+            self._commit(trial, check=False)
             return self.revision
 
-    def _commit(self, trial: dict[tuple[str, str, str], Policy]) -> None:
-        merged = {**{p.key: p for p in self._kube()}, **trial}
-        compile_policies([merged[k] for k in sorted(merged)], *self._snapshot())
+    def _commit(self, trial: dict[tuple[str, str, str], Policy], *, check: bool = True) -> None:
+        if check:
+            merged = {**{p.key: p for p in self._kube()}, **trial}
+            compile_policies([merged[k] for k in sorted(merged)], *self._snapshot())
         self._save(trial)
         self._api = trial
         self._publish()
 
     def _save(self, trial: dict[tuple[str, str, str], Policy]) -> None:
-        """Atomically: a crash leaves the old file or the new one."""
+        """Atomically and durably: a crash or power loss leaves the old file or the new one.
+        The temporary file is unique, so two agents (a rolling update) never share one."""
         self._file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._file.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(self._dump([trial[k] for k in sorted(trial)]))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._file)
+        fd, tmp = tempfile.mkstemp(prefix=self._file.name + ".", dir=self._file.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(self._dump([trial[k] for k in sorted(trial)]))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._file)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dirfd = os.open(self._file.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dirfd)  # the rename itself
+        finally:
+            os.close(dirfd)
 
     def refresh(self) -> None:
         """Tell watchers about Kubernetes' changes (call after the cluster changed)."""

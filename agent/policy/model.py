@@ -290,8 +290,9 @@ class PodRef:
 @dataclass(frozen=True)
 class Inventory:
     """Every pod with an IP in the cluster and every namespace's labels: what selectors pick
-    from. `node_addresses`: this node's own IPv4 addresses, which egress-isolated pods may
-    always answer (kubelet probes come from the node and never cross a Ringlane program)."""
+    from. `node_addresses`: the addresses this node's own traffic to its pods comes from (the
+    routes' preferred sources), which egress-isolated pods may always answer: kubelet probes
+    come from the node and never cross a Ringlane program, so no reply is ever recorded."""
 
     pods: tuple[PodRef, ...] = ()
     namespaces: Mapping[str, Mapping[str, str]] = field(default_factory=dict)

@@ -30,7 +30,8 @@ RETRY_MIN, RETRY_MAX = 0.2, 10.0
 
 @dataclass(frozen=True)
 class Desired:
-    """`policy` None: keep the policy in force (`policy_error` says why it cannot change)."""
+    """`policy` None: leave the policy alone. `policy_error`: why `policy` is not what the
+    policies say (a fail-closed stand-in), reported as a failure once it is in force."""
 
     remotes: dict[str, RemoteNode]
     endpoints: dict[IPv4Address, Endpoint]
@@ -100,14 +101,14 @@ class Reconciler:
                 res.failed["vteps"] = str(exc)
                 log.warning("reconcile.failed", object="vteps", error=str(exc))
         # Policy before endpoints: a new pod's entries are in force when its program attaches.
+        if want.policy is not None:
+            if want.policy != self.dp.policy_entries:
+                self._apply(res, "policy", partial(self.dp.set_policy, want.policy))
+            if "policy" not in res.failed and want.policy_error is None:
+                self.policy_ids = want.policy_ids
         if want.policy_error is not None:
             res.failed["policy"] = want.policy_error
             log.warning("reconcile.failed", object="policy", error=want.policy_error)
-        elif want.policy is not None:
-            if want.policy != self.dp.policy_entries:
-                self._apply(res, "policy", partial(self.dp.set_policy, want.policy))
-            if "policy" not in res.failed:
-                self.policy_ids = want.policy_ids
         have_eps = self.dp.programmed_endpoints()
         for ip in have_eps.keys() - want.endpoints.keys():
             self._apply(res, f"endpoint {ip}", partial(self.dp.remove_endpoint, ip))
@@ -132,8 +133,10 @@ class Reconciler:
         delay = RETRY_MIN
         while not stop.is_set():
             with self._passed:
+                # cleared before the pass is marked running, under the lock trigger() takes:
+                # a trigger from here on both sees the pass as running and wakes the next one
+                self._wake.clear()
                 self._generation += 1
-            self._wake.clear()
             try:
                 self.last = self.reconcile_once()
             except Exception as exc:  # a bug or a vanished node: keep the agent alive

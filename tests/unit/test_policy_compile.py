@@ -13,6 +13,7 @@ from agent.policy.compile import (
     PolicyEntry,
     PolicyLimitError,
     PortRange,
+    compile_closed,
     compile_policies,
     normalize,
 )
@@ -204,3 +205,16 @@ def test_compiled_trie_agrees_with_the_reference_on_random_policies() -> None:
                         assert got == want, (round_, policies, ep.name, d, peer_ip, proto, port)
                         checked += 1
     assert checked > 10000
+
+
+def test_what_does_not_fit_is_enforced_closed() -> None:
+    ports = tuple(PortMatch(Protocol.TCP, 1000 + 2 * i) for i in range(MAX_RANGES + 1))
+    p = Policy("many", "prod", subject=LabelSelector.of({"app": "web"}),
+               directions=frozenset({Direction.INGRESS, Direction.EGRESS}),
+               ingress=(Rule(ports=ports),), egress=(Rule(),))
+    inv = Inventory(INV.pods, INV.namespaces, frozenset({NODE}))
+    closed = compile_closed([p], inv, [WEB_IP, DB_IP])
+    assert set(closed.entries) == {
+        PolicyEntry(WEB_IP, IN, ALL, ()), PolicyEntry(WEB_IP, EG, ALL, ()),
+        PolicyEntry(WEB_IP, EG, IPv4Network(NODE), (PortRange(0, 0, 65535),))}
+    assert closed.selected[WEB_IP] == {IN: ("api/prod/many",), EG: ("api/prod/many",)}
