@@ -17,6 +17,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -141,6 +143,7 @@ class NodeDatapath:
                 sport_min=lib.RL_KERNEL_SPORT_MIN, sport_max=lib.RL_KERNEL_SPORT_MAX,
             )
         )
+        _ensure_conntrack()
         bpfobj.ensure_bpffs(cfg.pin_dir)
         cfg.pin_dir.mkdir(parents=True, exist_ok=True)
         retired = retire_stale_pins(cfg.pin_dir)
@@ -472,6 +475,21 @@ class NodeDatapath:
         """The overlay link to every remote node, from the ring core's probes (none while the
         data path is stopped)."""
         return self._core.link_stats() if self._core is not None else []
+
+
+def _ensure_conntrack() -> None:
+    """The programs' conntrack kfuncs (replies of Service backends to isolated pods, see
+    bpf/lib/policy.h) resolve when the programs load, or never: load nf_conntrack first if it
+    is a module nobody loaded yet (kube-proxy does, but may start after us). Best effort."""
+    if Path("/sys/module/nf_conntrack").exists():
+        return
+    if shutil.which("modprobe"):
+        subprocess.run(["modprobe", "nf_conntrack"], capture_output=True, check=False)
+    if not Path("/sys/module/nf_conntrack").exists():
+        log.warning("policy.no_conntrack",
+                    hint="nf_conntrack is not loaded: replies of Service backends to pods "
+                         "whose ingress is isolated are dropped; load it (modprobe "
+                         "nf_conntrack) and restart the agent")
 
 
 _VERDICTS = {lib.RL_VERDICT_ALLOW: "allow", lib.RL_VERDICT_DENY: "deny",

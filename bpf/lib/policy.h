@@ -16,11 +16,19 @@
  *     isolated; an entry, allowed iff one of its ranges matches. The first
  *     check that denies decides. A packet every check allowed records its
  *     own tuple in rl_policy_ct, so that its replies pass (2).
+ *  4. A packet a check denied is still a reply if the kernel's connection
+ *     tracker has its connection the other way round: replies of Service
+ *     backends, whose flows were recorded under the ClusterIP
+ *     (rl_kernel_ct_is_reply(); only denied packets pay for that lookup).
  *
  * Recording only after *all* checks allowed matters on one node, where
  * from_pod checks both ends: a flow the receiver's ingress refused must not
  * leave a record through which the receiver could "reply" past its own
- * egress and the sender's ingress policy.
+ * egress and the sender's ingress policy. Across nodes the sender's node
+ * records after its egress check alone (the receiver's ingress is decided
+ * on the other node), so there a refused flow does leave a record: the
+ * receiver may answer to the sender's own address and port, as with any
+ * conntrack-based enforcement.
  *
  * What can be tracked: TCP, UDP and SCTP with their ports, and ICMP echo
  * (the identifier stands in for the source port, the destination port is
@@ -220,7 +228,7 @@ static __always_inline int rl_policy_is_reply(const struct rl_tuple *t)
 
 /*
  * The kernel's connection tracker, through the nf_conntrack kfuncs (Linux
- * 6.0+; `dir` in the options since 6.1). Needed for Services: a pod talks
+ * 6.1+: options of 12 bytes with `dir`; later kernels also take 16). Needed for Services: a pod talks
  * to a ClusterIP, which kube-proxy rewrites to a backend after from_pod has
  * recorded the flow in rl_policy_ct under the ClusterIP; the backend's
  * answers then carry an address rl_policy_ct never saw. The kernel's entry
@@ -245,9 +253,12 @@ struct bpf_ct_opts___rl {
 	__u8 ct_zone_dir;
 	__u8 reserved[3];
 };
-#define RL_CT_OPTS_SZ 16
+/* 12: the size every kernel with `dir` accepts (16, with the zone fields,
+ * only from about 6.11 on); the zone fields stay 0 either way. */
+#define RL_CT_OPTS_SZ 12
 #define RL_CT_NETNS_CURRENT (-1)
 #define RL_CT_DIR_REPLY 1
+#define RL_ENOENT 2
 extern struct nf_conn *bpf_xdp_ct_lookup(struct xdp_md *ctx, struct bpf_sock_tuple *tuple,
 					 __u32 tuple__sz, struct bpf_ct_opts___rl *opts,
 					 __u32 opts__sz) __ksym __weak;
@@ -274,8 +285,13 @@ static __always_inline int rl_kernel_ct_is_reply(struct xdp_md *ctx, const struc
 	tuple.ipv4.sport = t->sport;
 	tuple.ipv4.dport = t->dport;
 	ct = bpf_xdp_ct_lookup(ctx, &tuple, sizeof(tuple.ipv4), &opts, RL_CT_OPTS_SZ);
-	if (!ct)
+	if (!ct) {
+		/* -ENOENT: not tracked. Anything else means the lookup itself
+		 * failed (options the kernel refuses...): counted, never silent */
+		if (opts.error && opts.error != -RL_ENOENT)
+			rl_count(RL_XS_KERNEL_CT_ERROR);
 		return 0;
+	}
 	reply = opts.dir == RL_CT_DIR_REPLY;
 	bpf_ct_release(ct);
 	return reply;

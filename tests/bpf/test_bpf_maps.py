@@ -263,6 +263,7 @@ def test_xdp_stats_names_come_from_the_enum(datapath: Datapath) -> None:
         "policy_reply",
         "flow_samples_lost",
         "wire_probe",
+        "kernel_ct_error",
     } <= set(stats)
     assert set(stats.values()) == {0}
 

@@ -294,7 +294,8 @@ int rl_bpf__test_run_repeat(int prog_fd, const void *data_in, __u32 size_in,
 int rl_policy__new_trie(void)
 {
 	/* The shape of rl_policy's inner template in maps.h: the kernel
-	 * compares type, key and value size, flags and max_entries. */
+	 * compares type, key and value size and flags (max_entries is kept
+	 * the same too, though only array inner maps must match it). */
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_NO_PREALLOC);
 
 	return bpf_map_create(BPF_MAP_TYPE_LPM_TRIE, "rl_policy_gen", sizeof(struct rl_policy_key),

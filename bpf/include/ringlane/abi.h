@@ -192,7 +192,8 @@ enum rl_xdp_stat {
 	RL_XS_POLICY_REPLY = 32,	/* allowed as the reply of an allowed flow (rl_policy_ct) */
 	RL_XS_FLOW_SAMPLES_LOST = 33,	/* rl_flow_samples was full: sample not recorded */
 	RL_XS_WIRE_PROBE = 34,		/* link probe (RL_PROBE_ETHERTYPE) to the ring core */
-	RL_XS_MAX = 35,
+	RL_XS_KERNEL_CT_ERROR = 35,	/* the kernel conntrack lookup failed (not: not found) */
+	RL_XS_MAX = 36,
 };
 
 /*

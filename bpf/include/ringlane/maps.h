@@ -114,8 +114,8 @@ struct {
  *
  * The inner map declared here is only a template: libbpf creates it to tell
  * the kernel the shape every inner map must have (type, key and value size,
- * flags; max_entries too, since BPF_F_INNER_MAP is not set), then closes
- * it. Slot 0 stays empty: no values are declared. The agent's tries
+ * flags; bpf_map_meta_equal() compares max_entries only for array inner
+ * maps, but the agent's tries use the same anyway), then closes it. Slot 0 stays empty: no values are declared. The agent's tries
  * (agent/xdp/src/bpfobj.c, rl_policy__new_trie) must match this shape
  * exactly or the kernel refuses the update with EINVAL.
  *
