@@ -17,7 +17,8 @@ Output: tables on a terminal; -o json prints JSON with stable keys (flows: one J
 line; a line with only "lost" reports records dropped because this client read too slowly).
 
 Exit codes: 0 success; 1 the agent refused the request (its status code and message on
-stderr); 2 bad usage or a bad input file; 3 the agent cannot be reached.
+stderr); 2 bad usage or a bad input file; 3 the agent cannot be reached, or gave no answer in
+time (a change may or may not have been made).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ subscriptions with bounded queues that count what they drop."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
@@ -87,6 +88,7 @@ class MemoryBackend:
                                    snapshot=lambda: (Inventory(), ()),
                                    kube_policies=lambda: kube)
         self.fail: Exception | None = None
+        self.stall = 0.0  # seconds status() takes: an agent that answers too late
         self._lock = threading.Lock()
         self.subscriptions: list[MemorySubscription] = []
         self.flow_gate = threading.Event()  # cleared: subscribers read nothing (slow clients)
@@ -99,6 +101,7 @@ class MemoryBackend:
 
     def status(self) -> Mapping[str, object]:
         self._maybe_fail()
+        time.sleep(self.stall)
         return {"ready": True, "revision": self.engine.revision,
                 "reconcile": {"passes": 3, "failed": {}}}
 

@@ -159,6 +159,13 @@ def test_agent_refusals_exit_1(run: Ctl, backend: MemoryBackend) -> None:
     assert run.err.strip() == "ringlanectl: the agent refused: UNAVAILABLE: data path not ready yet"
 
 
+def test_no_answer_in_time_exits_3_outcome_unknown(run: Ctl, backend: MemoryBackend) -> None:
+    backend.stall = 1.0
+    assert run("--timeout", "0.2", "status") == 3
+    assert "no answer from the agent in time" in run.err
+    assert "may or may not have been made" in run.err
+
+
 def test_usage_errors_exit_2(run: Ctl) -> None:
     assert run() == 2
     assert run("policy", "delete", "no-slash") == 2
