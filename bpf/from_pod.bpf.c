@@ -267,8 +267,16 @@ int rl_from_pod(struct xdp_md *ctx)
 		return spoof_drop(ep, RL_XS_POD_DROP_SPOOF_IP);
 
 	proto = parse_iphdr(&c, &iph);
-	if (proto < 0)
+	if (proto < 0) {
+		/* A BIG TCP super-frame is no malformed packet to the policy: it
+		 * is checked like any other, then left to the kernel as before. */
+		if (ep && parse_iphdr_gso(&c, &iph) >= 0) {
+			ret = pod_policy(ctx, &c, iph, iph->protocol, ep);
+			if (ret)
+				return rl_drop(ret);
+		}
 		return rl_pass(RL_XS_POD_PASS_MALFORMED);
+	}
 
 	ret = pod_guard(ctx, &c, iph, proto);
 	if (ret)

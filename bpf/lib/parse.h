@@ -86,8 +86,10 @@ static __always_inline int parse_ethhdr(struct rl_cursor *c, struct ethhdr **eth
  * are for the kernel, not for a ring core limited to 64 KiB packets).
  *
  * tot_len is deliberately not compared with data_end: in a multi-buffer
- * frame the packet continues past the first buffer. */
-static __always_inline int parse_iphdr(struct rl_cursor *c, struct iphdr **iphp)
+ * frame the packet continues past the first buffer. @zero_len_ok: accept a
+ * total length of 0 as well (parse_iphdr_gso()). */
+static __always_inline int __parse_iphdr(struct rl_cursor *c, struct iphdr **iphp,
+					 int zero_len_ok)
 {
 	struct iphdr *iph = c->pos;
 	__u32 hlen;
@@ -104,11 +106,24 @@ static __always_inline int parse_iphdr(struct rl_cursor *c, struct iphdr **iphp)
 	 * through the same pointer the caller continues from. */
 	if (c->pos + hlen > c->end)
 		return -1;
-	if (bpf_ntohs(iph->tot_len) < hlen)
+	if (bpf_ntohs(iph->tot_len) < hlen && !(zero_len_ok && iph->tot_len == 0))
 		return -1;
 	c->pos += hlen;
 	*iphp = iph;
 	return iph->protocol;
+}
+
+static __always_inline int parse_iphdr(struct rl_cursor *c, struct iphdr **iphp)
+{
+	return __parse_iphdr(c, iphp, 0);
+}
+
+/* As parse_iphdr(), but a total length of 0 is accepted too: the kernel's
+ * GSO super-frames above 64 KiB (BIG TCP) carry it. For checks that must
+ * hold for every packet a pod sends (policy), not for forwarding. */
+static __always_inline int parse_iphdr_gso(struct rl_cursor *c, struct iphdr **iphp)
+{
+	return __parse_iphdr(c, iphp, 1);
 }
 
 /* Non-zero if @iph is any fragment (MF set or an offset). Only the first

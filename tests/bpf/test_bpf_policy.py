@@ -32,7 +32,17 @@ from agent.xdp.policy_maps import (
     endpoint_counter_names,
 )
 
-from ..native.packets import IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, eth, ip4, ipv4, tcp, udp
+from ..native.packets import (
+    ETH_HLEN,
+    IPPROTO_ICMP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    eth,
+    ip4,
+    ipv4,
+    tcp,
+    udp,
+)
 from .test_bpf_programs import (
     EP_SLOT,
     KERNEL_SPORT,
@@ -152,6 +162,13 @@ def pod(proto: int = IPPROTO_UDP, *, daddr: str = REMOTE_POD, sport: int = POD_P
                  src_mac=src_mac)
 
 
+def big_tcp() -> bytes:
+    """A BIG TCP super-frame as the pod's kernel hands it over: IPv4 total length 0."""
+    f = bytearray(pod(IPPROTO_TCP))
+    f[ETH_HLEN + 2:ETH_HLEN + 4] = b"\0\0"
+    return bytes(f)
+
+
 def from_wire(proto: int = IPPROTO_UDP, *, saddr: str = REMOTE_POD, daddr: str = LOCAL_POD,
               sport: int = POD_PORT, dport: int = PEER_PORT, outer_sport: int = RING,
               icmp_type: int = ICMP_ECHO, ident: int = 0, frag_offset: int = 0) -> bytes:
@@ -213,6 +230,10 @@ ROWS = [
     Row("deny all tcp superframe", rules(LOCAL_POD, EGRESS), POD,
         eth() + ipv4(tcp(b"t" * 3000), saddr=ip4(LOCAL_POD), daddr=ip4(REMOTE_POD),
                      proto=IPPROTO_TCP), False),
+    # BIG TCP (total length 0): forwarded by the kernel, but checked first
+    Row("deny all big tcp", rules(LOCAL_POD, EGRESS), POD, big_tcp(), False),
+    Row("big tcp allowed", rules(LOCAL_POD, EGRESS, ("0.0.0.0/0", (TCP(PEER_PORT),))), POD,
+        big_tcp(), True),
     Row("deny all icmp", rules(LOCAL_POD, EGRESS), POD, pod(IPPROTO_ICMP), False),
     Row("deny all sctp", rules(LOCAL_POD, EGRESS), POD, pod(IPPROTO_SCTP), False),
     Row("deny all later fragment", rules(LOCAL_POD, EGRESS), POD, pod(frag_offset=100), False),
