@@ -13,6 +13,8 @@ APT_PACKAGES=(
   libclang-rt-14-dev
   # the node: netlink tools the tests and demo use, CNI plugins to chain with
   iproute2 iputils-ping util-linux ethtool bpftool containernetworking-plugins
+  # nft stands in for kube-proxy's NAT in the policy tests; modprobe loads nf_conntrack
+  nftables kmod
   # traffic for the demo, tests and benchmarks
   iperf3 sockperf netsniff-ng
   # a real container runtime for the CNI chain (podman 4 still has the CNI backend)

@@ -544,6 +544,8 @@ def cleanup_node(config: AgentConfig) -> list[str]:
     state_file = config.run_dir / "state.json"
     if state_file.exists():
         state_file.unlink()
+    if bpfobj.remove_libxdp_dir():
+        removed.append(f"empty {bpfobj.LIBXDP_DIR} (libxdp's)")
     # the API's policies (the agent's own file; stateDir itself may hold the CNI's queue)
     policies = config.state_dir / "policies.pb"
     if policies.exists():

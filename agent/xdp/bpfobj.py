@@ -114,6 +114,20 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
+# libxdp creates this directory (its lock and dispatcher pins) on the first attach through it
+LIBXDP_DIR = BPFFS_ROOT / "xdp"
+
+
+def remove_libxdp_dir() -> bool:
+    """Remove libxdp's directory if it is empty (nothing of anyone's pinned in it); libxdp
+    makes it again when it next needs it. True if it was removed."""
+    try:
+        LIBXDP_DIR.rmdir()
+    except OSError:  # absent, not empty, or no bpffs: nothing to do
+        return False
+    return True
+
+
 def ensure_bpffs(path: Path) -> None:
     """Make `path` an existing directory on a BPF filesystem (mkdir -p, mounting bpffs if needed).
 
