@@ -7,15 +7,16 @@ nothing on the data path ever waits for the exporter.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import IPv4Address
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from agent.api.backend import Backend
+from agent.api.backend import LinkHealth
 from agent.datapath.node import NodeDatapath
 
 
@@ -96,17 +97,19 @@ class WatchCollector(Collector):
 class TelemetryCollector(Collector):
     """ringlane_endpoint_* per local pod and ringlane_link_* per overlay peer."""
 
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
+    def __init__(self, endpoint_stats: Callable[[], Mapping[IPv4Address, Mapping[str, int]]],
+                 link_health: Callable[[], list[LinkHealth]]) -> None:
+        self.endpoint_stats = endpoint_stats
+        self.link_health = link_health
 
     def collect(self) -> Iterable[Any]:
         ep = CounterMetricFamily("ringlane_endpoint", "per-pod counters of the XDP programs",
                                  labels=["ip", "counter"])
-        for ip, counters in self.backend.stats().endpoints.items():
+        for ip, counters in self.endpoint_stats().items():
             for name, value in counters.items():
                 ep.add_metric([str(ip), name], value)
         yield ep
-        links = self.backend.link_health()
+        links = self.link_health()
         fams = {
             "rtt": GaugeMetricFamily("ringlane_link_rtt_seconds",
                                      "overlay round trip to a node (smoothed)", labels=["peer"]),

@@ -29,7 +29,7 @@ from agent.flows import FlowHub
 from agent.metrics import HealthServer, TelemetryCollector
 from agent.netlink import links
 from agent.node_api import NodeBackend
-from agent.policy.compile import Compiled, PolicyLimitError, compile_closed
+from agent.policy.compile import Compiled, PolicyLimitError, compile_closed, compile_policies
 from agent.policy.engine import PolicyEngine
 from agent.policy.model import Inventory, PodRef, Policy
 from agent.reconcile.reconciler import Desired, Reconciler
@@ -74,6 +74,9 @@ class NodeAgent:
                                    (convert.dump_policies, convert.load_policies),
                                    snapshot=self._policy_snapshot, kube_policies=kube_policies)
         self.compiled = Compiled()
+        # what the last pass compiled against (the API's endpoint view, trial compiles)
+        self.inventory = Inventory()
+        self._local_seen: list[IPv4Address] = []
         self.reconciler = Reconciler(dp, self.desired)
         self.ready = threading.Event()
         self.stop_event = threading.Event()
@@ -86,7 +89,8 @@ class NodeAgent:
             cfg.health_port, dp, ready=self.ready.is_set,
             alive=lambda: not self.stop_event.is_set()) if cfg.health_port else None
         if self.health is not None:
-            self.health.registry.register(TelemetryCollector(backend))
+            self.health.registry.register(
+                TelemetryCollector(dp.endpoint_stats, backend.link_health))
         self.server = ControlServer(cfg.run_dir / "agent.sock", {
             "status": self._status,
             "stats": lambda _req: {"core": dp.stats(), "xdp": dp.xdp_stats()},
@@ -101,12 +105,10 @@ class NodeAgent:
         eps.update({e.ip: e for e in self.registry.endpoints()})
         return eps
 
-    def inventory(self) -> Inventory:
-        return self._inventory(list(self._endpoints().values()))
-
     def _policy_snapshot(self) -> tuple[Inventory, list[IPv4Address]]:
-        eps = self._endpoints()
-        return self._inventory(list(eps.values())), list(eps)
+        """What the last pass compiled against: the engine's trial compiles use it rather than
+        redo the netlink and API reads of a pass on the caller's thread."""
+        return self.inventory, self._local_seen
 
     def desired(self) -> Desired:
         eps = self._endpoints()
@@ -115,10 +117,11 @@ class NodeAgent:
         inventory = self._inventory(list(eps.values()))
         error = None
         try:
-            self.compiled = self.engine.compile(inventory, eps, policies)
+            self.compiled = compile_policies(policies, inventory, eps)
         except PolicyLimitError as exc:  # fail closed: isolated pods deny all, reported
             error = f"{exc}; enforcing deny-all for every isolated pod until it fits"
             self.compiled = compile_closed(policies, inventory, eps)
+        self.inventory, self._local_seen = inventory, list(eps)
         return Desired(remotes=self._remotes(), endpoints=eps, policy=self.compiled.entries,
                        policy_error=error, policy_ids=tuple(p.id for p in policies))
 

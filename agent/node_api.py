@@ -61,7 +61,7 @@ class NodeBackend:
         a = self._agent
         slots = a.dp.endpoints()
         counters = a.dp.endpoint_stats()
-        pods = {p.ip: p for p in a.inventory().pods if p.ip is not None}
+        pods = {p.ip: p for p in a.inventory.pods if p.ip is not None}
         selected = a.compiled.selected
         out = []
         for ip, ep in sorted(a.dp.programmed_endpoints().items()):

@@ -148,19 +148,18 @@ static __always_inline int nested_vxlan(struct xdp_md *ctx, const struct rl_curs
  * by recording the reverse tuple in rl_flows, which from_pod consults. Both
  * directions of a bulk flow then use one path, and its ACKs do not queue
  * behind the ring core. Looked up first: an LRU update per packet would
- * cost more than the lookup.
+ * cost more than the lookup. @iph is the inner TCP packet's header (already
+ * parsed by the caller), @l4 just past it.
  */
-static __always_inline void follow_kernel_flow(struct rl_cursor *c)
+static __always_inline void follow_kernel_flow(const struct rl_cursor *l4,
+					       const struct iphdr *iph)
 {
 	struct rl_flow_info moved = { .path = RL_FLOW_KERNEL };
+	struct rl_cursor c = *l4;
 	struct rl_flow_key key;
-	struct ethhdr *eth;
-	struct iphdr *iph;
 	struct tcphdr *tcp;
 
-	if (parse_ethhdr(c, &eth) != bpf_htons(ETH_P_IP) ||
-	    parse_iphdr(c, &iph) != IPPROTO_TCP || rl_ip_is_fragment(iph) ||
-	    parse_tcphdr(c, &tcp) < 0)
+	if (rl_ip_is_fragment(iph) || parse_tcphdr(&c, &tcp) < 0)
 		return;
 	key.saddr = iph->daddr;
 	key.daddr = iph->saddr;
@@ -284,8 +283,8 @@ int rl_from_wire(struct xdp_md *ctx)
 	if (nested_vxlan(ctx, &c))
 		return rl_drop(RL_XS_WIRE_DROP_NESTED_VXLAN);
 
-	/* The inner frame, parsed once (on a copy of the cursor: the kernel
-	 * branch below parses on its own) for the policy and the ring path.
+	/* The inner frame, parsed once for the policy, the kernel branch and
+	 * the ring path.
 	 * inner_eth is the inner EtherType or -1, inner_l4 the inner IPv4
 	 * protocol or -1; @inner is valid only where inner_l4 >= 0, which the
 	 * verifier follows path by path (on the others it never initialised
@@ -306,7 +305,8 @@ int rl_from_wire(struct xdp_md *ctx)
 	 * flow never straddles both paths on the receiving side. */
 	sport = bpf_ntohs(udp->source);
 	if (sport < rl_cfg_ring_sport_min || sport > rl_cfg_ring_sport_max) {
-		follow_kernel_flow(&c);
+		if (inner_l4 == IPPROTO_TCP)
+			follow_kernel_flow(&in, inner);
 		return rl_pass(RL_XS_WIRE_PASS_KERNEL_SENT);
 	}
 

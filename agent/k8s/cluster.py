@@ -139,6 +139,26 @@ def _namespace_labels(obj: Obj) -> frozenset[tuple[str, str]]:
     return frozenset((str(k), str(v)) for k, v in labels.items())
 
 
+@dataclass(frozen=True)
+class _Pod:
+    """One watched pod, parsed once for both readers: the node it is bound to, what the data
+    path needs of it and what policy needs (None: not on the pod network)."""
+
+    node: str
+    info: PodInfo
+    ref: PodRef | None
+
+
+def _parse_any_pod(obj: Obj, *, for_policy: bool) -> _Pod | None:
+    """Without `for_policy` no PodRef is kept, so that label changes (which only policy
+    reads) move no snapshot and wake nobody."""
+    info = parse_pod(obj)
+    if info is None:
+        return None
+    return _Pod(str((obj.get("spec") or {}).get("nodeName") or ""), info,
+                parse_pod_ref(obj) if for_policy else None)
+
+
 def _policy_key(obj: Obj) -> str | None:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace', '')}/{meta['name']}" if meta.get("name") else None
@@ -174,11 +194,11 @@ class ClusterState:
         self._watches: list[ListWatch] = []
         self._nodes = _Table[NodeInfo]("Node", lambda o: (o.get("metadata") or {}).get("name"),
                                        parse_node)
-        self._pods = _Table[PodInfo]("Pod", lambda o: (o.get("metadata") or {}).get("uid"),
-                                     parse_pod)
+        # this node's pods only, or (watching policies) every pod: one watch either way
+        self._pods = _Table[_Pod]("Pod", lambda o: (o.get("metadata") or {}).get("uid"),
+                                  functools.partial(_parse_any_pod, for_policy=watch_policies))
+        self._node = ""
         self._policies = _Table[Obj]("NetworkPolicy", _policy_key, copy.deepcopy)
-        self._peers = _Table[PodRef]("Pod (all nodes)",
-                                     lambda o: (o.get("metadata") or {}).get("uid"), parse_pod_ref)
         self._namespaces = _Table[frozenset[tuple[str, str]]](
             "Namespace", lambda o: (o.get("metadata") or {}).get("name"), _namespace_labels)
 
@@ -190,14 +210,15 @@ class ClusterState:
         if self._watches:
             raise KubeError("ClusterState.start() called twice")
         core = client.CoreV1Api(api_client)
+        self._node = node_name
         specs: list[tuple[_Table[Any], Any, str | None]] = [
             (self._nodes, core.list_node, None),
-            (self._pods, core.list_pod_for_all_namespaces, f"spec.nodeName={node_name}"),
+            (self._pods, core.list_pod_for_all_namespaces,
+             None if self._watch_policies else f"spec.nodeName={node_name}"),
         ]
         if self._watch_policies:
             net = client.NetworkingV1Api(api_client)
             specs += [(self._policies, net.list_network_policy_for_all_namespaces, None),
-                      (self._peers, core.list_pod_for_all_namespaces, None),
                       (self._namespaces, core.list_namespace, None)]
         for table, func, selector in specs:
             self._watches.append(ListWatch(
@@ -227,8 +248,7 @@ class ClusterState:
         from a snapshot proves nothing and nothing may be garbage-collected."""
         with self._lock:
             return self._nodes.synced and self._pods.synced and (
-                not self._watch_policies or (self._policies.synced and self._peers.synced
-                                             and self._namespaces.synced))
+                not self._watch_policies or (self._policies.synced and self._namespaces.synced))
 
     def nodes(self) -> dict[str, NodeInfo]:
         """Every node with an IPv4 InternalIP, by name."""
@@ -238,7 +258,7 @@ class ClusterState:
     def pods(self) -> dict[str, PodInfo]:
         """This node's pods, by uid (a pod recreated under the same name is a new pod)."""
         with self._lock:
-            return dict(self._pods.items)
+            return {uid: p.info for uid, p in self._pods.items.items() if p.node == self._node}
 
     def policies(self) -> dict[str, Obj]:
         """NetworkPolicies as the API returned them (deep copies), by "namespace/name"; empty
@@ -249,7 +269,8 @@ class ClusterState:
     def all_pods(self) -> list[PodRef]:
         """Every pod of the cluster on the pod network; empty unless watch_policies=True."""
         with self._lock:
-            return sorted(self._peers.items.values(), key=lambda p: (p.namespace, p.name))
+            refs = [p.ref for p in self._pods.items.values() if p.ref is not None]
+        return sorted(refs, key=lambda r: (r.namespace, r.name))
 
     def namespaces(self) -> dict[str, dict[str, str]]:
         """Namespace name -> labels; empty unless watch_policies=True."""

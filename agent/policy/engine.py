@@ -22,8 +22,8 @@ import structlog
 
 from agent.api.backend import PolicyEvent
 from agent.errors import RinglaneError
-from agent.policy.compile import Compiled, compile_policies
 from agent.policy.compile import PolicyLimitError as PolicyLimitError
+from agent.policy.compile import compile_policies
 from agent.policy.model import MAX_POLICIES, Inventory, Origin, Policy, PolicyError, validate
 
 log = structlog.get_logger(__name__)
@@ -73,13 +73,6 @@ class PolicyEngine:
         with self._lock:
             merged = {**{p.key: p for p in self._kube()}, **self._api}
         return [merged[k] for k in sorted(merged)]
-
-    def compile(self, inventory: Inventory, local: Iterable[IPv4Address],
-                policies: Sequence[Policy] | None = None) -> Compiled:
-        """The data path's entries for `policies` (default: the current ones; PolicyLimitError
-        when the cluster grew, or Kubernetes' policies alone outgrow the maps)."""
-        return compile_policies(self.policies() if policies is None else policies, inventory,
-                                local)
 
     # -- changing -----------------------------------------------------------------------------
 

@@ -216,7 +216,7 @@ def test_not_synced_until_every_watch_has_listed(kubeapi: FakeKubeAPI,
 
 def test_stop_returns_promptly(kubeapi: FakeKubeAPI, make_state: MakeState) -> None:
     streaming = make_state("n1", watch_policies=True)
-    wait_until(lambda: kubeapi.open_watches() == 5, what="the watches")
+    wait_until(lambda: kubeapi.open_watches() == 4, what="the watches")
     t = time.monotonic()
     streaming.stop()
     assert time.monotonic() - t < 1.0
