@@ -81,6 +81,12 @@ class FlowHub:
         self._thread = threading.Thread(target=self._run, name="flow-samples", daemon=True)
         self.records = 0
 
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The open subscriptions (a copy)."""
+        with self._lock:
+            return list(self._subs)
+
     def subscribe(self, queue_size: int) -> Subscription:
         sub = Subscription(self, max(1, min(queue_size, QUEUE_MAX)))
         with self._lock:

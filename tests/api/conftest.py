@@ -25,8 +25,12 @@ def sock_dir() -> Iterator[Path]:
 
 
 @pytest.fixture
-def backend(tmp_path: Path) -> MemoryBackend:
-    return MemoryBackend(tmp_path / "state")
+def backend(tmp_path: Path) -> Iterator[MemoryBackend]:
+    b = MemoryBackend(tmp_path / "state")
+    try:
+        yield b
+    finally:
+        b.close()
 
 
 @pytest.fixture

@@ -1,18 +1,19 @@
 """An in-memory agent.api.backend.Backend for the API tests: the real PolicyEngine (with an
-empty cluster) for policies, fixed endpoints, counters and link health, and flow
-subscriptions with bounded queues that count what they drop."""
+empty cluster) for policies, fixed endpoints, counters and link health, and the agent's
+own flow hub fed with what a test publishes."""
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from agent.api.backend import EndpointView, FlowRecord, LinkHealth, NodeStats, PolicyEvent
 from agent.api.convert import CODEC
+from agent.flows import FlowHub, Subscription
 from agent.policy.engine import PolicyEngine
 from agent.policy.model import Direction, Inventory, Policy
 
@@ -38,44 +39,47 @@ LINKS = (
 )
 
 
-class MemorySubscription:
-    """A bounded queue: when full, new records are dropped and counted."""
+class Published:
+    """The flow hub's sample source: whatever the test published, in order."""
 
-    def __init__(self, size: int, on_close: Callable[[MemorySubscription], None],
-                 gate: threading.Event) -> None:
-        self.size = size
+    def __init__(self) -> None:
+        self._queue: queue.Queue[FlowRecord] = queue.Queue()
+
+    def put(self, record: FlowRecord) -> None:
+        self._queue.put(record)
+
+    def read(self, timeout_s: float, max_records: int) -> list[FlowRecord]:
+        try:
+            out = [self._queue.get(timeout=timeout_s)]
+        except queue.Empty:
+            return []
+        while len(out) < max_records:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+
+class GatedSubscription:
+    """The agent's own subscription (agent.flows), read only while the gate is open: a closed
+    gate makes the server a slow reader, whose queue then overflows."""
+
+    def __init__(self, sub: Subscription, gate: threading.Event) -> None:
+        self._sub = sub
         self._gate = gate
-        self._queue: deque[FlowRecord] = deque()
-        self._lost = 0
-        self._cond = threading.Condition()
-        self._on_close = on_close
-        self.closed = threading.Event()
 
     @property
     def lost(self) -> int:
-        return self._lost
-
-    def put(self, record: FlowRecord) -> None:
-        with self._cond:
-            if len(self._queue) >= self.size:
-                self._lost += 1
-                return
-            self._queue.append(record)
-            self._cond.notify()
+        return self._sub.lost
 
     def get(self, timeout: float) -> list[FlowRecord]:
         if not self._gate.wait(timeout):
             return []
-        with self._cond:
-            if not self._queue:
-                self._cond.wait(timeout)
-            out = list(self._queue)
-            self._queue.clear()
-            return out
+        return self._sub.get(timeout)
 
     def close(self) -> None:
-        self.closed.set()
-        self._on_close(self)
+        self._sub.close()
 
 
 class MemoryBackend:
@@ -89,8 +93,9 @@ class MemoryBackend:
                                    kube_policies=lambda: kube)
         self.fail: Exception | None = None
         self.stall = 0.0  # seconds status() takes: an agent that answers too late
-        self._lock = threading.Lock()
-        self.subscriptions: list[MemorySubscription] = []
+        self._published = Published()
+        self.flows = FlowHub(lambda: self._published)
+        self.flows.start()
         self.flow_gate = threading.Event()  # cleared: subscribers read nothing (slow clients)
         self.flow_gate.set()
 
@@ -130,20 +135,16 @@ class MemoryBackend:
         self._maybe_fail()
         return list(LINKS)
 
-    def subscribe_flows(self, queue_size: int) -> MemorySubscription:
-        sub = MemorySubscription(queue_size, self._unsubscribe, self.flow_gate)
-        with self._lock:
-            self.subscriptions.append(sub)
-        return sub
+    def subscribe_flows(self, queue_size: int) -> GatedSubscription:
+        return GatedSubscription(self.flows.subscribe(queue_size), self.flow_gate)
 
-    def _unsubscribe(self, sub: MemorySubscription) -> None:
-        with self._lock:
-            if sub in self.subscriptions:
-                self.subscriptions.remove(sub)
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        return self.flows.subscriptions
 
     def publish(self, record: FlowRecord) -> None:
         """The producer: never blocks, whatever the subscribers do."""
-        with self._lock:
-            subs = list(self.subscriptions)
-        for sub in subs:
-            sub.put(record)
+        self._published.put(record)
+
+    def close(self) -> None:
+        self.flows.stop()

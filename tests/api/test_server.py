@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -91,7 +92,9 @@ def test_apply_replaces_by_name_and_defaults_policy_types(client: Client) -> Non
 def test_policies_of_kubernetes_are_listed_and_cannot_be_deleted(tmp_path: Path,
                                                                  sock_dir: Path) -> None:
     kube = Policy(name="deny-all", namespace="shop", origin=Origin.KUBERNETES)
-    with ApiServer(MemoryBackend(tmp_path, kube=[kube]), unix_path=sock_dir / "a.sock") as srv, \
+    backend = MemoryBackend(tmp_path, kube=[kube])
+    with contextlib.closing(backend), \
+            ApiServer(backend, unix_path=sock_dir / "a.sock") as srv, \
             Client.unix(srv.unix_path) as c:
         (listed,) = c.policies()
         assert listed.origin == ppb.ORIGIN_KUBERNETES
